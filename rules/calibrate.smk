@@ -1,0 +1,32 @@
+rule calibrate_model:
+    input:
+        scores="results/scores/{heldout}/{model}.tsv.gz",
+    output:
+        predictions="results/predictions/{heldout}/{model}.tsv.gz",
+        calibration="results/calibration/{heldout}/{model}.tsv",
+        metrics="results/metrics/{heldout}/{model}.tsv",
+    log:
+        "logs/calibrate/{heldout}/{model}.log",
+    benchmark:
+        "benchmarks/calibrate/{heldout}/{model}.tsv"
+    conda:
+        "../envs/calibrate.yaml"
+    params:
+        calibration=config["calibration"],
+        heldout=lambda wc: wc.heldout,
+        chrom_folds=PROTOCOL["chrom_folds"],
+    script:
+        "../scripts/calibrate_model.py"
+
+
+rule metrics_summary:
+    input:
+        expand("results/metrics/{heldout}/{model}.tsv", heldout=HELDOUT, model=MODELS),
+    output:
+        "results/metrics/summary.tsv",
+    log:
+        "logs/metrics/summary.log",
+    conda:
+        "../envs/calibrate.yaml"
+    script:
+        "../scripts/metrics_summary.py"

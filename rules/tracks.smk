@@ -1,0 +1,17 @@
+rule tracks_to_bigwig:
+    input:
+        source=lambda wc: TRACK_SOURCES[(wc.cell_line, wc.mark)],
+        chrom_sizes="results/reference/chrom_sizes.tsv",
+    output:
+        "results/tracks/{cell_line}/{mark}.bw",
+    log:
+        "logs/tracks/{cell_line}/{mark}.log",
+    benchmark:
+        "benchmarks/tracks/{cell_line}/{mark}.tsv"
+    conda:
+        "../envs/tracks.yaml"
+    params:
+        format=lambda wc: track_format(wc.cell_line, wc.mark),
+        chrom_map=config["reference"]["chrom_map"],
+    script:
+        "../scripts/tracks_to_bigwig.py"

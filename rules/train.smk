@@ -1,0 +1,28 @@
+rule train_model:
+    input:
+        unpack(train_inputs),
+    output:
+        scores="results/scores/{heldout}/{model}.tsv.gz",
+        info="results/models/{heldout}/{model}.json",
+    log:
+        "logs/train/{heldout}/{model}.log",
+    benchmark:
+        "benchmarks/train/{heldout}/{model}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        gpu=lambda wc: config["train"]["gpu"] if model_uses_gpu(wc.model) else 0,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    params:
+        heldout_lines=lambda wc: [wc.heldout] + training_lines_of(wc.heldout),
+        tad_lines=lambda wc: [c for c in training_lines_of(wc.heldout) if c in TAD_SOURCES],
+        tad_formats=lambda wc: [
+            TADS.set_index("cell_line").at[c, "format"] for c in training_lines_of(wc.heldout) if c in TAD_SOURCES
+        ],
+        chrom_folds=PROTOCOL["chrom_folds"],
+        model_params=lambda wc: config["model_params"].get(wc.model, {}),
+        seed=config["train"]["seed"],
+        checkpoints=lambda wc: f"results/checkpoints/{wc.heldout}/{wc.model}",
+    script:
+        "../scripts/train_model.py"

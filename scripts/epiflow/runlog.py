@@ -1,0 +1,16 @@
+"""Logging set-up shared by the workflow's script entry points."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def start(log_path: str) -> None:
+    """Send logging records, warnings and stderr of this job to its Snakemake log file."""
+    handle = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
+    sys.stderr = handle
+    logging.basicConfig(
+        stream=handle, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    logging.captureWarnings(True)

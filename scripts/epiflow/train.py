@@ -1,0 +1,147 @@
+"""The training protocol for one held-out cell line and one model.
+
+For each chromosome fold f: the test rows are the held-out line's pairs on fold f's chromosomes; the pool is the
+training lines' pairs on every other chromosome. Within the pool each training line is the validation set in turn
+(early stopping and model choice there), so every pool row gets an out-of-fold `val` score from a model that never
+saw its cell line — the data calibration and threshold choice are fitted on. Test scores average the fold's models.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from epiflow.errors import LeakageError
+from epiflow.models import PairData, make_model
+
+log = logging.getLogger(__name__)
+
+SCORE_COLUMNS = ["pair_id", "cell_line", "chrom", "label", "distance", "fold", "split", "score"]
+
+
+def training_lines(all_lines: list[str], heldout: str, train: list[str] | None) -> list[str]:
+    """Training cell lines for a held-out line: `train` from the protocol, or every other line."""
+    lines = [c for c in (train or all_lines) if c != heldout]
+    if train and heldout in train:
+        log.info("held-out line %s removed from the training list for its own model set", heldout)
+    return lines
+
+
+def fold_chromosomes(chrom_folds: list[list[str]] | None, chroms: list[str]) -> list[list[str]]:
+    """The test chromosomes of each fold; without folds, one fold holding every chromosome."""
+    return [list(f) for f in chrom_folds] if chrom_folds else [sorted(chroms)]
+
+
+def assert_no_leakage(frame: pd.DataFrame, heldout: str, test_chroms: list[str], what: str) -> None:
+    """Raise LeakageError when a row of the held-out line or on a test-fold chromosome is in a fitting table."""
+    bad = (frame["cell_line"] == heldout) | frame["chrom"].isin(test_chroms)
+    if bad.any():
+        example = frame.loc[bad].iloc[0]
+        raise LeakageError(
+            f"{what}: {int(bad.sum())} rows of held-out line {heldout!r} or test-fold chromosomes "
+            f"{test_chroms} (e.g. {example['pair_id']} in {example['cell_line']}); they must never be fitted on"
+        )
+
+
+def concat_data(parts: list[PairData]) -> PairData:
+    """Stack PairData of several cell lines (same feature columns)."""
+    columns = parts[0].columns
+    for p in parts:
+        if p.columns != columns:
+            raise ValueError("feature columns differ between cell lines; rebuild features with one config")
+    stack = lambda arrays: None if any(a is None for a in arrays) else np.concatenate(arrays)  # noqa: E731
+    return PairData(
+        frame=pd.concat([p.frame for p in parts], ignore_index=True),
+        table=np.concatenate([p.table for p in parts]),
+        columns=columns,
+        profile=stack([p.profile for p in parts]),
+        seq=stack([p.seq for p in parts]),
+    )
+
+
+def score_frame(data: PairData, scores: np.ndarray, fold: int, split: str) -> pd.DataFrame:
+    """Rows of the score table for `data` scored with `scores`."""
+    out = data.frame[["pair_id", "cell_line", "chrom", "label", "distance"]].copy()
+    out["fold"], out["split"], out["score"] = fold, split, scores
+    return out
+
+
+def run_heldout(
+    data: dict[str, PairData],
+    heldout: str,
+    train_lines: list[str],
+    chrom_folds: list[list[str]] | None,
+    model_name: str,
+    params: dict,
+    seed: int,
+    checkpoint_dir: Path | None = None,
+    device: str = "cpu",
+) -> tuple[pd.DataFrame, dict]:
+    """Train and score one model for one held-out line; returns the score table and per-fit notes."""
+    if heldout in train_lines:
+        raise LeakageError(f"held-out line {heldout!r} is listed among its own training lines {train_lines}")
+    if len(train_lines) < 2:
+        raise ValueError(f"need >= 2 training cell lines to validate on a held-out line, got {train_lines}")
+    if checkpoint_dir is not None:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    pool_all = concat_data([data[c] for c in train_lines])
+    test_all = data[heldout]
+    chroms = sorted(set(pool_all.frame.chrom) | set(test_all.frame.chrom))
+    rows, notes = [], []
+    for f, test_chroms in enumerate(fold_chromosomes(chrom_folds, chroms)):
+        no_folds = not chrom_folds
+        pool = pool_all.subset(
+            np.ones(len(pool_all), bool) if no_folds else ~pool_all.frame.chrom.isin(test_chroms).to_numpy()
+        )
+        test = test_all.subset(test_all.frame.chrom.isin(test_chroms).to_numpy())
+        if not no_folds:
+            assert_no_leakage(pool.frame, heldout, test_chroms, f"fold {f} training pool")
+        else:
+            assert_no_leakage(pool.frame, heldout, [], "training pool")
+        test_scores, train_sum, train_n = [], np.zeros(len(pool)), np.zeros(len(pool))
+        for v in train_lines:
+            is_val = (pool.frame.cell_line == v).to_numpy()
+            train, val = pool.subset(~is_val), pool.subset(is_val)
+            if val.y.sum() == 0 or train.y.sum() == 0:
+                raise ValueError(f"fold {f}: validation line {v} or its training rows have no positives")
+            ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{f}_{v}.pt"
+            model = make_model(model_name, params, seed, checkpoint=ckpt, device=device).fit(train, val)
+            rows.append(score_frame(val, model.predict(val), f, "val"))
+            train_sum[~is_val] += model.predict(train)
+            train_n[~is_val] += 1
+            test_scores.append(model.predict(test))
+            notes.append({"fold": f, "validation_line": v, "n_train": len(train), "n_val": len(val)})
+        rows.append(score_frame(pool, train_sum / np.maximum(train_n, 1), f, "train"))
+        rows.append(score_frame(test, np.mean(test_scores, axis=0), f, "test"))
+    scores = pd.concat(rows, ignore_index=True)[SCORE_COLUMNS]
+    return scores, {"heldout": heldout, "model": model_name, "train_lines": train_lines, "fits": notes}
+
+
+def load_cell_data(pairs_path: str | Path, features_path: str | Path) -> PairData:
+    """One cell line's pair table and feature file, aligned by pair_id (they must hold the same pairs)."""
+    from epiflow.features import load_features
+
+    frame = pd.read_csv(pairs_path, sep="\t", dtype={"chrom": str, "gene": str, "pair_id": str})
+    feats = load_features(features_path)
+    if not np.array_equal(feats["pair_id"], frame.pair_id.to_numpy(dtype=str)):
+        raise ValueError(f"{features_path}: pairs differ from {pairs_path}; rerun features_compute")
+    return PairData(frame, feats["values"], [str(c) for c in feats["columns"]], feats["profile"], feats.get("seq"))
+
+
+def add_topology(
+    data: dict[str, PairData], reference_tads: dict[str, pd.DataFrame], heldout: str
+) -> dict[str, PairData]:
+    """Append the conserved-topology prior (training lines' TADs, leave-self-out) to every line's features."""
+    from epiflow.topology import topology_features
+
+    if not reference_tads:
+        return data
+    out = {}
+    for line, d in data.items():
+        topo = topology_features(d.frame, reference_tads, heldout)
+        values = np.nan_to_num(topo.to_numpy(dtype=np.float32), nan=0.0)
+        out[line] = PairData(d.frame, np.hstack([d.table, values]), d.columns + list(topo.columns), d.profile, d.seq)
+    return out

@@ -1,0 +1,11 @@
+"""Entry point of rule simulate_demo: write the embedded demo's genome, annotation, tracks, loops and TADs."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from epiflow import runlog  # noqa: E402
+from epiflow.simulate import simulate_demo  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
+simulate_demo(snakemake.params.simulate, Path(snakemake.params.simulate["outdir"]))  # noqa: F821

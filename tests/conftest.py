@@ -1,0 +1,58 @@
+"""Shared pytest set-up: the epiflow library on sys.path, the shared real data, and a demo run reused by tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+SHARED_DATA = REPO.parent / "shared" / "data"
+WORKFLOW_PARTS = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "pyproject.toml"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow (no results, caches or venv) into dest, so a test runs it in a clean directory."""
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in WORKFLOW_PARTS:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=ignore)
+        elif src.exists():
+            shutil.copy2(src, dest / part)
+    shutil.copytree(REPO / "resources" / "report", dest / "resources" / "report")
+    return dest
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1200) -> subprocess.CompletedProcess:
+    """Run `python -m snakemake` in workdir with this interpreter; returns the completed process."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared real data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """The whole demo run once with --cores 2 in a fresh directory; tests read its outputs (never write them)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo"))
+    start = time.monotonic()
+    run_snakemake(workdir)
+    (workdir / "wall_seconds.txt").write_text(f"{time.monotonic() - start:.1f}\n")
+    return workdir

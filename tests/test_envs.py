@@ -1,0 +1,144 @@
+"""The per-stage conda envs stay in step with requirements.txt and with the rules.
+
+`snakemake --use-conda` builds envs/*.yaml while `make run` uses requirements.txt: the two must pin the same
+versions, or a result would depend on how the workflow was run.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ENVS = REPO / "envs"
+STAGES = [
+    "simulate",
+    "reference",
+    "pairs",
+    "tracks",
+    "features",
+    "train",
+    "calibrate",
+    "report",
+]
+
+# conda package name -> pip name, where they differ (compared case-insensitively)
+CONDA_TO_PIP = {
+    "pytorch": "torch",
+    "pytorch-cpu": "torch",
+    "pytorch-gpu": "torch",
+    "matplotlib-base": "matplotlib",
+}
+
+# what each stage imports beyond numpy/pandas/pyyaml (pip names)
+STAGE_NEEDS = {
+    "features": {"pybigwig", "pysam", "pyfaidx"},
+    "tracks": {"pybigwig", "pysam"},
+    "train": {"torch", "scikit-learn"},
+    "train-cuda": {"torch", "scikit-learn"},
+    "calibrate": {"scipy", "scikit-learn"},
+    "report": {"matplotlib", "jinja2", "scikit-learn"},
+}
+LIBRARY_NEEDS = {"numpy", "pandas", "pyyaml"}
+
+SPEC = re.compile(r"^([A-Za-z0-9_.\-]+)\s*(==?)\s*([^=\s]+)(?:=\S+)?$")
+
+
+def read_requirements(path):
+    """requirements.txt -> {lower-case pip name: version}; only `name==version` lines."""
+    pins = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        assert sep, f"{path.name} line {number}: {line!r} (expected name==version)"
+        pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def read_env(path):
+    """An env YAML -> (channels, {lower-case pip name: (conda spec, version)}) without python."""
+    env = yaml.safe_load(path.read_text())
+    packages = {}
+    for spec in env["dependencies"]:
+        assert isinstance(spec, str), f"{path.name}: {spec!r} (expected a conda spec, no pip section)"
+        match = SPEC.match(spec.strip())
+        assert match, f"{path.name}: {spec!r} (expected name==version)"
+        name, _, version = match.groups()
+        name = name.lower()
+        if name == "python":
+            continue
+        packages.setdefault(CONDA_TO_PIP.get(name, name), []).append((spec, version))
+    return env["channels"], packages
+
+
+def env_files():
+    return sorted(ENVS.glob("*.yaml"))
+
+
+def test_every_stage_has_an_env():
+    names = {path.stem for path in env_files()}
+    missing = set(STAGES + ["train-cuda"]) - names
+    assert not missing, f"envs/ lacks {sorted(missing)}"
+
+
+@pytest.mark.parametrize("path", env_files(), ids=lambda p: p.name)
+def test_env_pins_match_requirements(path):
+    pins = read_requirements(REPO / "requirements.txt")
+    channels, packages = read_env(path)
+    assert channels[:2] == ["conda-forge", "bioconda"], f"{path.name}: channels {channels}"
+    assert "nodefaults" in channels, f"{path.name}: channels {channels} (expected nodefaults)"
+    python = [s for s in yaml.safe_load(path.read_text())["dependencies"] if s.startswith("python")]
+    assert python == ["python=3.11"], f"{path.name}: {python} (expected python=3.11)"
+    for name, specs in packages.items():
+        assert name in pins, f"{path.name}: {name} is not pinned in requirements.txt"
+        for spec, version in specs:
+            assert "==" in spec, f"{path.name}: {spec!r} (expected an exact == pin)"
+            assert version == pins[name], f"{path.name}: {spec!r} but requirements.txt has {name}=={pins[name]}"
+
+
+@pytest.mark.parametrize("path", env_files(), ids=lambda p: p.name)
+def test_env_has_what_its_stage_imports(path):
+    _, packages = read_env(path)
+    needed = LIBRARY_NEEDS | STAGE_NEEDS.get(path.stem, set())
+    missing = needed - set(packages)
+    assert not missing, f"{path.name}: lacks {sorted(missing)}"
+
+
+def test_cuda_env_selects_the_gpu_build():
+    _, packages = read_env(ENVS / "train-cuda.yaml")
+    specs = [spec for spec, _ in packages["torch"]]
+    assert any(spec.startswith("pytorch-gpu") for spec in specs), specs
+
+
+def conda_directives(rule_file):
+    """(line number, env path string) for each literal `conda:` env in a .smk file."""
+    text = rule_file.read_text()
+    found = []
+    for match in re.finditer(r"^\s*conda:\s*(.*(?:\n\s*[\"'].*)?)", text, flags=re.MULTILINE):
+        line = text.count("\n", 0, match.start()) + 1
+        for literal in re.findall(r"[\"']([^\"']+\.ya?ml)[\"']", match.group(1)):
+            found.append((line, literal))
+    return found
+
+
+def test_conda_directives_point_at_env_files():
+    rules = sorted((REPO / "rules").glob("*.smk")) + sorted(REPO.glob("Snakefile"))
+    if not rules:
+        pytest.skip("no rules yet")
+    for rule_file in rules:
+        for line, literal in conda_directives(rule_file):
+            # Snakemake resolves a relative conda: path against the file that holds the rule
+            target = (rule_file.parent / literal).resolve()
+            assert target.is_file(), f"{rule_file.name} line {line}: conda env {literal!r} does not exist"
+            assert target.parent == ENVS, f"{rule_file.name} line {line}: {literal!r} is outside envs/"
+
+
+def test_conda_directive_parser(tmp_path):
+    rule_file = tmp_path / "x.smk"
+    rule_file.write_text('rule a:\n    conda:\n        "../envs/train.yaml"\n    shell: "x"\n')
+    assert conda_directives(rule_file) == [(2, "../envs/train.yaml")]
+    rule_file.write_text("rule b:\n    conda: '../envs/report.yaml'\n")
+    assert conda_directives(rule_file) == [(2, "../envs/report.yaml")]
