@@ -4,6 +4,8 @@ rule calibrate_model:
     output:
         predictions="results/predictions/{heldout}/{model}.tsv.gz",
         calibration="results/calibration/{heldout}/{model}.tsv",
+        methods="results/calibration/{heldout}/{model}.methods.tsv",
+        reliability="results/calibration/{heldout}/{model}.reliability.tsv",
         metrics="results/metrics/{heldout}/{model}.tsv",
     log:
         "logs/calibrate/{heldout}/{model}.log",

@@ -30,19 +30,27 @@ def load_sheet(key, schema, unique):
     for column in ("cell_line", "source", "format") + (("mark",) if key == "tracks" else ()):
         if column not in sheet.columns:
             raise WorkflowError(
-                f"{path}: missing column {column!r} (expected columns {list(sheet.columns)} to include it)"
+                f"{path} line 1: missing column {column!r} in the header {list(sheet.columns)} (expected it there)"
             )
     for i, row in sheet.iterrows():
         try:
             validate(row.replace("", None).dropna().to_dict(), schema)
         except WorkflowError as err:
-            raise WorkflowError(f"{path} line {i + 2}: {err}") from None
-    dup = sheet.duplicated(unique, keep=False)
+            # snakemake wraps the jsonschema error; its message and field are what the user needs
+            cause = err.__context__
+            field = ".".join(str(p) for p in getattr(cause, "path", [])) or "row"
+            detail = getattr(cause, "message", str(err))
+            raise WorkflowError(
+                f"{path} line {i + 2}: column {field}: {detail} (expected by {schema.removeprefix('../')})"
+            ) from None
+    dup = sheet.duplicated(unique)
     if dup.any():
-        first = sheet[dup].iloc[0]
+        again = sheet.index[dup][0]
+        repeated = tuple(sheet.loc[again, unique])
+        first = sheet.index[(sheet[unique] == repeated).all(axis=1)][0]
         raise WorkflowError(
-            f"{path} line {sheet.index[dup][0] + 2}: duplicate {' x '.join(unique)} "
-            f"{tuple(first[unique])} (expected one row each)"
+            f"{path} line {again + 2}: duplicate {' x '.join(unique)} {repeated}, already on line {first + 2} "
+            "(expected one row each)"
         )
     sheet["sheet"] = path
     return sheet
@@ -134,6 +142,56 @@ PAIR_SOURCES = {r.cell_line: row_path(r) for _, r in PAIRS.iterrows()}
 TRACK_SOURCES = {(r.cell_line, r.mark): row_path(r) for _, r in TRACKS.iterrows()}
 TAD_SOURCES = {} if TADS is None else {r.cell_line: row_path(r) for _, r in TADS.iterrows()}
 USE_SEQUENCE = bool(FASTA_SOURCE) and config["features"]["sequence_length"] > 0
+SIMULATED_DIR = os.path.normpath(config["simulate"]["outdir"]) if "simulate" in config else None
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_local_source(where, source, path, sha256):
+    """A local source must exist (unless the demo simulation writes it) and match its sha256 when one is given."""
+    if "://" in source:
+        return  # URLs are fetched and verified by download_source
+    if not os.path.exists(path):
+        if SIMULATED_DIR and path.startswith(SIMULATED_DIR + os.sep):
+            return
+        raise WorkflowError(f"{where}: source {source!r} not found (resolved to {path}; expected a file or a URL)")
+    # hashed once, in the main process (jobs re-parse the workflow on a cluster)
+    if sha256 and workflow.is_main_process and file_sha256(path) != sha256.lower():
+        raise WorkflowError(
+            f"{where}: checksum mismatch for {path}: sha256 {file_sha256(path)} (expected {sha256.lower()})"
+        )
+
+
+def check_sources():
+    """Every sheet row's and reference source's local file exists and matches its checksum; fold chromosomes
+    are in a local chrom sizes file (else pairs_extract checks them once the chrom sizes are built)."""
+    for sheet in (PAIRS, TRACKS, TADS):
+        for i, row in (sheet if sheet is not None else pd.DataFrame()).iterrows():
+            where = f"{row['sheet']} line {i + 2}"
+            check_local_source(where, row["source"], row_path(row), row.get("sha256") or None)
+    ref = config["reference"]
+    for key, path in (("fasta", FASTA_SOURCE), ("annotation", ANNOTATION_SOURCE), ("chrom_sizes", CHROM_SIZES_SOURCE)):
+        if path:
+            check_local_source(f"{CONFIG_FILE}: reference.{key}", ref[key], path, ref.get(f"{key}_sha256"))
+    if CHROM_SIZES_SOURCE and os.path.exists(CHROM_SIZES_SOURCE):
+        known = set(pd.read_csv(CHROM_SIZES_SOURCE, sep="\t", header=None, usecols=[0], dtype=str)[0])
+        for f, fold in enumerate(PROTOCOL.get("chrom_folds") or []):
+            unknown = [c for c in fold if c not in known]
+            if unknown:
+                config_error(
+                    "protocol.chrom_folds",
+                    f"fold {f + 1} names chromosome(s) {unknown} not in {CHROM_SIZES_SOURCE} "
+                    f"(expected names of the reference, e.g. {sorted(known)[:3]})",
+                )
+
+
+check_sources()
 
 
 def track_format(cell_line, mark):

@@ -4,6 +4,7 @@ rule train_model:
     output:
         scores="results/scores/{heldout}/{model}.tsv.gz",
         info="results/models/{heldout}/{model}.json",
+        diagnostics="results/diagnostics/{heldout}/{model}.json",
     log:
         "logs/train/{heldout}/{model}.log",
     benchmark:
@@ -21,8 +22,10 @@ rule train_model:
             TADS.set_index("cell_line").at[c, "format"] for c in training_lines_of(wc.heldout) if c in TAD_SOURCES
         ],
         chrom_folds=PROTOCOL["chrom_folds"],
+        chrom_map=config["reference"]["chrom_map"],
         model_params=lambda wc: config["model_params"].get(wc.model, {}),
         seed=config["train"]["seed"],
+        spurious_marks=config["report"]["spurious_marks"],
         checkpoints=lambda wc: f"results/checkpoints/{wc.heldout}/{wc.model}",
     script:
         "../scripts/train_model.py"

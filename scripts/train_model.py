@@ -8,16 +8,21 @@ from epiflow import runlog  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
 import torch  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
 from epiflow.gpu import device_slot  # noqa: E402
 from epiflow.io import read_tads  # noqa: E402
 from epiflow.train import add_topology, load_cell_data, run_heldout  # noqa: E402
 
 sm = snakemake  # noqa: F821
 torch.set_num_threads(sm.threads)
+threadpool_limits(sm.threads)  # OpenMP/BLAS (HistGradientBoosting) thrash when oversubscribed
 lines = sm.params.heldout_lines
 heldout, train_lines = lines[0], lines[1:]
 data = {c: load_cell_data(p, f) for c, p, f in zip(lines, sm.input.pairs, sm.input.features, strict=False)}
-tads = {c: read_tads(p) for c, p in zip(sm.params.tad_lines, sm.input.tads, strict=False)}
+tads = {
+    c: read_tads(p, chrom_map=sm.params.chrom_map) for c, p in zip(sm.params.tad_lines, sm.input.tads, strict=False)
+}
 data = add_topology(data, tads, heldout)
 with device_slot(".snakemake/gpu-slots", n_devices=None if sm.resources.gpu else 0) as device:
     scores, info = run_heldout(
@@ -30,8 +35,11 @@ with device_slot(".snakemake/gpu-slots", n_devices=None if sm.resources.gpu else
         sm.params.seed,
         checkpoint_dir=sm.params.checkpoints,
         device=device,
+        spurious_columns=[c for c in data[heldout].columns if c.split("_")[0] in sm.params.spurious_marks],
     )
 scores.to_csv(sm.output.scores, sep="\t", index=False, float_format="%.6g")
+with open(sm.output.diagnostics, "w") as handle:
+    json.dump(info.pop("diagnostics"), handle, indent=1)
 info["device"] = device
 info["feature_columns"] = data[heldout].columns
 with open(sm.output.info, "w") as handle:

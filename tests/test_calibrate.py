@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
+
 from epiflow import calibrate, metrics
 from epiflow.errors import InputError, LeakageError
-from scipy.special import expit
 
 
 def miscalibrated_sample(seed, n, scale=3.0, shift=1.0):

@@ -6,6 +6,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from epiflow import download
 from epiflow.download import fetch, sha256sum
 from epiflow.errors import DownloadError, InputError

@@ -5,6 +5,7 @@ versions, or a result would depend on how the workflow was run.
 """
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,96 @@ def test_conda_directive_parser(tmp_path):
     assert conda_directives(rule_file) == [(2, "../envs/train.yaml")]
     rule_file.write_text("rule b:\n    conda: '../envs/report.yaml'\n")
     assert conda_directives(rule_file) == [(2, "../envs/report.yaml")]
+
+
+# import name -> pip name, where they differ
+IMPORT_TO_PIP = {"sklearn": "scikit-learn", "yaml": "pyyaml", "pybigwig": "pybigwig", "jinja2": "jinja2"}
+
+
+def rule_blocks(rule_file):
+    """(rule name, conda env literal or None, script literal or None) for each rule in a .smk file."""
+    text = rule_file.read_text()
+    starts = list(re.finditer(r"^\s*rule\s+(\w+)\s*:", text, flags=re.MULTILINE))
+    blocks = []
+    for start, end in zip(starts, starts[1:] + [None], strict=False):
+        body = text[start.end() : end.start() if end else len(text)]
+        found = {}
+        for directive in ("conda", "script"):
+            match = re.search(rf"^\s*{directive}:\s*\n?\s*[\"']([^\"']+)[\"']", body, flags=re.MULTILINE)
+            found[directive] = match.group(1) if match else None
+        blocks.append((start.group(1), found["conda"], found["script"]))
+    return blocks
+
+
+def module_file(module, package_root):
+    """The .py file of an epiflow module name, or None when it is not one."""
+    parts = module.split(".")
+    if parts[0] != "epiflow":
+        return None
+    path = package_root.joinpath(*parts)
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def import_time_packages(script, scripts_root):
+    """Third-party top-level packages imported when `script` runs: its module-level imports and, through
+    epiflow, theirs (imports inside functions are lazy and not followed)."""
+    import ast
+
+    seen, third_party, todo = set(), set(), [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        tree = ast.parse(path.read_text())
+        package = ".".join(path.relative_to(scripts_root).with_suffix("").parts[:-1])
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative import inside epiflow
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                target = module_file(name, scripts_root)
+                if target is not None:
+                    todo.append(target)
+                elif name.split(".")[0] not in sys.stdlib_module_names | {"epiflow", "snakemake", ""}:
+                    third_party.add(name.split(".")[0])
+    return {IMPORT_TO_PIP.get(name.lower(), name.lower()) for name in third_party}
+
+
+def test_rule_envs_hold_what_their_scripts_import():
+    rule_files = sorted((REPO / "rules").glob("*.smk"))
+    if not rule_files:
+        pytest.skip("no rules yet")
+    checked = 0
+    for rule_file in rule_files:
+        for rule, conda, script in rule_blocks(rule_file):
+            if not conda or not script:
+                continue
+            _, packages = read_env((rule_file.parent / conda).resolve())
+            needed = import_time_packages((rule_file.parent / script).resolve(), REPO / "scripts")
+            missing = needed - set(packages)
+            assert not missing, f"{rule_file.name} rule {rule}: {conda} lacks {sorted(missing)} ({script} imports them)"
+            checked += 1
+    assert checked, "no rule with both conda: and script: found"
+
+
+def test_import_closure_follows_epiflow_and_skips_lazy_imports(tmp_path):
+    package = tmp_path / "epiflow"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "io.py").write_text("import logging\nimport pysam\nfrom .reader import read\n")
+    (package / "reader.py").write_text("import numpy as np\n\ndef read():\n    import torch\n")
+    script = tmp_path / "stage.py"
+    script.write_text("import yaml\nfrom sklearn.metrics import auc\nfrom epiflow.io import read\n")
+    assert import_time_packages(script, tmp_path) == {"pyyaml", "scikit-learn", "pysam", "numpy"}

@@ -9,6 +9,7 @@ import pandas as pd
 import pyBigWig
 import pysam
 import pytest
+
 from epiflow import features, normalize, topology
 from epiflow.errors import InputError, LeakageError
 
@@ -48,10 +49,9 @@ def _dense(intervals: dict, sizes: dict) -> dict[str, np.ndarray]:
 
 def _stepped(dense: np.ndarray, resolution: int) -> np.ndarray:
     """Per-base signal replaced by its bin mean (the engine's piecewise-constant model)."""
-    out = dense.copy()
-    for i in range(0, dense.size, resolution):
-        out[i : i + resolution] = dense[i : i + resolution].mean()
-    return out
+    starts = np.arange(0, dense.size, resolution)
+    widths = np.diff(np.append(starts, dense.size))
+    return np.repeat(np.add.reduceat(dense, starts) / widths, widths)
 
 
 def _brute_mean(step: np.ndarray, start, end) -> float:
@@ -118,7 +118,15 @@ def _brute_table(pairs, dense, resolution):
     return pd.DataFrame(out, index=pairs.index)
 
 
-def test_load_track_bins_are_mean_coverage_with_missing_as_zero(tracks):
+@pytest.fixture(params=["intervals", "values"])
+def read_path(request, monkeypatch):
+    """Run a test once painting bigWig intervals and once summing per-base values in small chunks."""
+    monkeypatch.setattr(features, "DENSE_FRACTION", 2.0 if request.param == "intervals" else -1.0)
+    monkeypatch.setattr(features, "CHUNK_BP", 1_000)
+    return request.param
+
+
+def test_load_track_bins_are_mean_coverage_with_missing_as_zero(tracks, read_path):
     paths, dense = tracks
     for resolution in (1, 100, 333):
         bins = features.load_track(paths["CTCF"], "chr1", SIZES["chr1"], resolution)
@@ -136,7 +144,7 @@ def test_load_track_missing_chromosome_is_zero_with_warning(tracks, caplog):
 
 
 @pytest.mark.parametrize("resolution", [1, 7, 100])
-def test_epw_features_equal_brute_force(tracks, resolution):
+def test_epw_features_equal_brute_force(tracks, resolution, read_path):
     paths, dense = tracks
     pairs = _pairs(np.random.default_rng(resolution))
     table = features.epw_features(pairs, paths, SIZES, resolution=resolution)
@@ -395,3 +403,35 @@ def test_real_bigwig_fixture_matches_pybigwig():
             end = min((i + 1) * 1_000_000, size)
             total = bw.stats("1", i * 1_000_000, end, type="sum", exact=True)[0] or 0.0
             assert bins[i] == pytest.approx(total / (end - i * 1_000_000), rel=1e-6, abs=1e-12)
+
+
+def _rao_domains(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path, sep="\t", usecols=["chr1", "x1", "x2"])
+    return pd.DataFrame({"chrom": "chr" + table["chr1"].astype(str), "start": table["x1"], "end": table["x2"]})
+
+
+def test_topology_on_real_hic_separates_bengi_positives():
+    bengi = DATA / "bengi" / "IMR90.HiC-Benchmark.v3.tsv.gz"
+    if not bengi.exists():
+        pytest.skip("shared data folder missing")
+    raw = pd.read_csv(bengi, sep="\t", header=None)
+    pairs = pd.DataFrame(
+        {
+            "cell_line": "IMR90",
+            "chrom": raw[2],
+            "enhancer_start": raw[3],
+            "enhancer_end": raw[4],
+            "promoter_start": raw[7],
+            "promoter_end": raw[8],
+            "tss": raw[9].str.extract(r":(\d+)-", expand=False).astype(int),
+            "label": raw[0],
+        }
+    )
+    references = {c: _rao_domains(next((DATA / "hic").glob(f"GSE63525_{c}*Arrowhead*"))) for c in ("K562", "HeLa")}
+    out = topology.topology_features(pairs, references, heldout="IMR90")
+    by_label = out.groupby(pairs["label"].to_numpy()).mean()
+    # Other lines' domains carry real signal: Hi-C positives share a domain far more often.
+    assert by_label.loc[1, "same_tad"] > by_label.loc[0, "same_tad"] + 0.2
+    assert by_label.loc[1, "tad_boundaries_crossed"] < by_label.loc[0, "tad_boundaries_crossed"]
+    with pytest.raises(LeakageError):
+        topology.topology_features(pairs, {**references, "IMR90": references["K562"]}, heldout="IMR90")

@@ -10,6 +10,7 @@ import pandas as pd
 import pyBigWig
 import pysam
 import pytest
+
 from epiflow import io
 from epiflow.errors import InputError
 

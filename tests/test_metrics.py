@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import sklearn.metrics as skm
+
 from epiflow import metrics
 from epiflow.errors import InputError
 

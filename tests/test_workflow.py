@@ -7,6 +7,7 @@ import re
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.slow

@@ -146,6 +146,10 @@ def fetch(
     if _up_to_date(source, dest, sha256):
         log.info("%s: up to date, not fetched again", dest)
         return dest
+    for stale in dest.parent.glob(f".{dest.name}.*.part"):
+        # a killed fetch (SIGKILL skips atomic_path's clean-up) leaves its partial temporary file behind
+        log.warning("%s: removing %s left by an interrupted fetch", dest, stale.name)
+        stale.unlink(missing_ok=True)
     local = mirror_lookup(source, mirror) if mirror and is_url(source) else None
     with atomic_path(dest) as tmp:
         if local is not None:

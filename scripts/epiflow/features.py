@@ -3,7 +3,10 @@
 Engine: per (chromosome, mark) a bigWig is read once into a float64 array of bin means at
 ``resolution`` bp (bin i covers ``[i*res, (i+1)*res)``, the last bin ends at the chromosome end; missing
 data counts as 0), optionally normalized (see ``epiflow.normalize``), and turned into a cumulative sum.
-Any region's mean signal is then two O(1) look-ups.
+Every position a chromosome's pairs need (region ends, profile edges) is placed on the bin grid once;
+each mark then answers all of them with two gathers from its cumulative sum: no per-pair Python loop.
+Memory: one chromosome × one mark at a time (sparse tracks painted from their intervals, dense ones
+summed from per-base values in chunks); results are float32.
 
 Region convention: a region ``[start, end)`` in bp is clipped to the chromosome; its mean is the integral
 of the piecewise-constant bin signal over it divided by its clipped length, i.e. the bins at its two ends
@@ -35,57 +38,105 @@ logger = logging.getLogger(__name__)
 
 REGION_NAMES = ("enhancer", "promoter", "window")
 PAIR_COLUMNS = ("chrom", "enhancer_start", "enhancer_end", "promoter_start", "promoter_end")
+DENSE_FRACTION = 0.25  # a track covering more of the genome than this is read base by base, not by intervals
+CHUNK_BP = 10_000_000  # bases per bw.values call for dense tracks (40 MB of float32)
 
 
 @dataclass(frozen=True)
-class BinnedTrack:
-    """One chromosome of one mark: bin means (float64) and their cumulative integral ``cs`` (bp × signal)."""
+class Positions:
+    """bp positions placed once on one chromosome's bin grid, then reused for every mark of it."""
 
-    bins: np.ndarray
-    cs: np.ndarray
-    size: int
-    resolution: int
+    k: np.ndarray  # bin holding each position (int64)
+    frac: np.ndarray  # part of that bin's width left of the position, 0..1
 
-    def integral(self, x: np.ndarray) -> np.ndarray:
-        """Integral of the signal over ``[0, x)`` for positions ``x`` (bp, float) clipped to the chromosome."""
-        x = np.clip(np.asarray(x, dtype=np.float64), 0, self.size)
-        k = np.minimum((x // self.resolution).astype(np.int64), self.bins.size - 1)
-        return self.cs[k] + (x - k * self.resolution) * self.bins[k]
+    @classmethod
+    def locate(cls, x: np.ndarray, size: int, resolution: int) -> Positions:
+        """Place positions ``x`` (bp, float) clipped to the chromosome ``[0, size]``."""
+        x = np.clip(x, 0, size)
+        last = _n_bins(size, resolution) - 1
+        k = np.minimum((x // resolution).astype(np.int64), last)
+        width = np.where(k == last, _last_width(size, resolution), resolution)
+        return cls(k, (x - k * resolution) / width)
 
-    def means(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """Mean signal over each region ``[start, end)`` clipped to the chromosome; 0 where empty."""
-        s = np.clip(np.asarray(starts, dtype=np.float64), 0, self.size)
-        e = np.clip(np.asarray(ends, dtype=np.float64), 0, self.size)
-        length = e - s
-        total = self.integral(e) - self.integral(s)
-        return np.where(length > 0, total / np.where(length > 0, length, 1.0), 0.0)
+    def integral(self, cs: np.ndarray) -> np.ndarray:
+        """Signal integral over ``[0, x)`` from ``cs``, the integral up to each bin edge (linear inside a bin)."""
+        below = cs[self.k]
+        return below + self.frac * (cs[self.k + 1] - below)
 
 
-def _bin_edges(size: int, resolution: int) -> np.ndarray:
-    """Bin edges 0, res, 2*res, ..., size (the last bin may be shorter)."""
-    n_bins = max(1, -(-size // resolution))
-    return np.minimum(np.arange(n_bins + 1, dtype=np.int64) * resolution, size)
+def _n_bins(size: int, resolution: int) -> int:
+    return max(1, -(-size // resolution))
 
 
-def _integral_at(x: np.ndarray, starts, ends, values) -> np.ndarray:
-    """Exact integral over ``[0, x)`` of sorted, non-overlapping intervals (the bigWig guarantee)."""
-    before = np.concatenate([[0.0], np.cumsum(values * (ends - starts))])[:-1]
-    j = np.searchsorted(starts, x, side="right") - 1
-    jc = np.maximum(j, 0)
-    inside = np.clip(x - starts[jc], 0, ends[jc] - starts[jc])
-    return np.where(j >= 0, before[jc] + values[jc] * inside, 0.0)
+def _paint_bins(starts, ends, values, size: int, resolution: int) -> np.ndarray:
+    """Integral of sorted, non-overlapping intervals over each bin (float64), in O(intervals + bins).
+
+    A bin inside an interval gets value × res through a difference array; the interval's first and last
+    bins get value × their overlap. Intervals are clipped to the chromosome first.
+    """
+    n_bins = _n_bins(size, resolution)
+    keep = (starts < size) & (ends > starts)
+    starts, ends, values = starts[keep], np.minimum(ends[keep], size), values[keep]
+    first, last = starts // resolution, (ends - 1) // resolution
+    one_bin = first == last
+    left = np.where(one_bin, ends, (first + 1) * resolution) - starts
+    right = np.where(one_bin, 0, ends - last * resolution)
+    inner = last > first + 1
+    full = values[inner] * resolution
+    # Few passes over the (long) bin array: one bincount for the difference array, one for the end bins.
+    step = np.bincount(np.concatenate([first[inner] + 1, last[inner]]), np.concatenate([full, -full]), n_bins + 1)
+    step = np.cumsum(step, dtype=np.float64)  # (bincount of nothing is int64)
+    ends_mass = np.bincount(np.concatenate([first, last]), np.concatenate([values * left, values * right]), n_bins)
+    step[:n_bins] += ends_mass
+    return step[:n_bins]
+
+
+def _last_width(size: int, resolution: int) -> int:
+    """Width of the chromosome's last bin (shorter than ``resolution`` unless size is a multiple)."""
+    return size - (_n_bins(size, resolution) - 1) * resolution
+
+
+def _bin_widths(size: int, resolution: int) -> np.ndarray:
+    widths = np.full(_n_bins(size, resolution), float(resolution))
+    widths[-1] = _last_width(size, resolution)
+    return widths
+
+
+def _read_mass(bw, chrom: str, size: int, resolution: int) -> np.ndarray | None:
+    """Integral of the signal over each bin of ``chrom`` (float64); None if the track lacks the chromosome.
+
+    Sparse tracks (peaks) are painted from their intervals; dense ones (covering > DENSE_FRACTION of the
+    genome) are summed from per-base values, CHUNK_BP at a time, so memory stays bounded either way.
+    """
+    if chrom not in bw.chroms():
+        return None
+    if bw.header()["nBasesCovered"] > DENSE_FRACTION * sum(bw.chroms().values()):
+        return _sum_values(bw, chrom, min(size, bw.chroms(chrom)), size, resolution)
+    intervals = bw.intervals(chrom)
+    if not intervals:
+        return np.zeros(_n_bins(size, resolution))
+    table = np.asarray(intervals, dtype=np.float64)
+    positions = table[:, :2].astype(np.int64)
+    return _paint_bins(positions[:, 0], positions[:, 1], table[:, 2], size, resolution)
+
+
+def _sum_values(bw, chrom: str, track_size: int, size: int, resolution: int) -> np.ndarray:
+    """Per-bin integral from ``bw.values`` read in chunks of whole bins (missing bases count 0)."""
+    mass = np.zeros(_n_bins(size, resolution))
+    chunk = max(1, CHUNK_BP // resolution) * resolution
+    for lo in range(0, track_size, chunk):
+        values = np.nan_to_num(bw.values(chrom, lo, min(lo + chunk, track_size), numpy=True))
+        values = np.pad(values, (0, -values.size % resolution))
+        mass[lo // resolution : lo // resolution + values.size // resolution] = values.reshape(-1, resolution).sum(
+            axis=1, dtype=np.float64
+        )
+    return mass
 
 
 def _read_bins(bw, chrom: str, size: int, resolution: int) -> np.ndarray | None:
-    """Bin means (float64) of ``chrom`` painted from the bigWig's intervals; None if the track lacks it."""
-    if chrom not in bw.chroms():
-        return None
-    edges = _bin_edges(size, resolution)
-    intervals = bw.intervals(chrom)
-    if not intervals:
-        return np.zeros(edges.size - 1)
-    starts, ends, values = np.asarray(intervals, dtype=np.float64).T
-    return np.diff(_integral_at(edges, starts, ends, values)) / np.diff(edges)
+    """Bin means (float64) of ``chrom``; None if the track lacks it."""
+    mass = _read_mass(bw, chrom, size, resolution)
+    return None if mass is None else mass / _bin_widths(size, resolution)
 
 
 def load_track(bw, chrom: str, size: int, resolution: int = 100) -> np.ndarray:
@@ -100,15 +151,22 @@ def load_track(bw, chrom: str, size: int, resolution: int = 100) -> np.ndarray:
         bins = _read_bins(bw, chrom, size, resolution)
     if bins is None:
         logger.warning("bigWig lacks %s: its signal is taken as 0", chrom)
-        bins = np.zeros(_bin_edges(size, resolution).size - 1)
+        bins = np.zeros(_n_bins(size, resolution))
     return bins.astype(np.float32)
 
 
-def _binned_track(bins: np.ndarray, size: int, resolution: int) -> BinnedTrack:
-    """Cumulative integral of bin means (float64, widths respected for the short last bin)."""
-    widths = np.diff(_bin_edges(size, resolution))
-    cs = np.concatenate([[0.0], np.cumsum(bins * widths)])
-    return BinnedTrack(bins, cs, size, resolution)
+def _load_cumulative(bw, chrom: str, size: int, resolution: int, normalizer: Normalizer) -> np.ndarray | None:
+    """Signal integral up to each bin edge (float64, n_bins + 1) of one chromosome of one mark, normalized
+    bin by bin first; None if the track lacks the chromosome."""
+    mass = _read_mass(bw, chrom, size, resolution)
+    if mass is None:
+        return None
+    if normalizer.method != "none":  # normalization acts on bin means, before the cumulative sum
+        widths = _bin_widths(size, resolution)
+        mass = normalizer.transform(mass / widths) * widths
+    cs = np.zeros(mass.size + 1)
+    np.cumsum(mass, out=cs[1:])
+    return cs
 
 
 @dataclass(frozen=True)
@@ -165,11 +223,39 @@ def _profile_edges(geom: PairGeometry, rows: np.ndarray, n_bins: int, flank_frac
     return lo[:, None] + (hi - lo)[:, None] * (np.arange(n_bins + 1) / n_bins)[None, :]
 
 
-def _profile(track: BinnedTrack, edges: np.ndarray, flip: np.ndarray) -> np.ndarray:
-    """Mean signal in each profile bin; rows in ``flip`` reversed so the enhancer side is bin 0."""
-    profile = track.means(edges[:, :-1], edges[:, 1:])
-    profile[flip] = profile[flip, ::-1]
-    return profile
+def _inverse(length: np.ndarray) -> np.ndarray:
+    """1 / length, and 0 for empty regions (so their mean is 0)."""
+    return np.where(length > 0, 1.0 / np.where(length > 0, length, 1.0), 0.0)
+
+
+@dataclass(frozen=True)
+class ChromosomeQueries:
+    """Every bp position the pairs of one chromosome need (region ends, profile edges), placed once."""
+
+    positions: Positions
+    region_scale: np.ndarray  # (m, 3) 1 / clipped length of enhancer, promoter, window
+    profile_scale: np.ndarray  # (m, n_bins) 1 / clipped length of each profile bin
+
+    @classmethod
+    def build(cls, geom: PairGeometry, rows, size: int, resolution: int, n_bins: int, flank_fraction: float):
+        window = geom.window[rows]
+        starts = np.stack([geom.enhancer[rows, 0], geom.promoter[rows, 0], window[:, 0]], axis=1)
+        ends = np.stack([geom.enhancer[rows, 1], geom.promoter[rows, 1], window[:, 1]], axis=1)
+        starts, ends = np.clip(starts, 0, size).astype(np.float64), np.clip(ends, 0, size).astype(np.float64)
+        edges = np.clip(_profile_edges(geom, rows, n_bins, flank_fraction), 0, size) if n_bins else np.zeros((0, 0))
+        x = np.concatenate([starts.ravel(), ends.ravel(), edges.ravel()])
+        profile_scale = _inverse(np.diff(edges, axis=1)) if n_bins else edges
+        return cls(Positions.locate(x, size, resolution), _inverse(ends - starts), profile_scale)
+
+    def answer(self, cs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(m, 3) region means and (m, n_bins) profile-bin means of the track whose cumulative sum is ``cs``."""
+        integral = self.positions.integral(cs)
+        m3 = self.region_scale.size
+        regions = (integral[m3 : 2 * m3] - integral[:m3]).reshape(-1, 3) * self.region_scale
+        if not self.profile_scale.size:
+            return regions, self.profile_scale
+        edges = integral[2 * m3 :].reshape(len(regions), -1)
+        return regions, np.diff(edges, axis=1) * self.profile_scale
 
 
 def _fit_normalizers(handles: dict, chrom_sizes: dict, resolution: int, method: str) -> dict[str, Normalizer]:
@@ -191,7 +277,6 @@ def _run(pairs, tracks, chrom_sizes, resolution, n_bins, flank_fraction, normali
     marks = list(tracks)
     table = np.zeros((len(pairs), len(marks), len(REGION_NAMES)), dtype=np.float32)
     profile = np.zeros((len(pairs), len(marks), n_bins), dtype=np.float32)
-    window = geom.window
     flip = geom.enhancer_mid > geom.tss  # enhancer downstream of the TSS
     with ExitStack() as stack:
         handles = {m: stack.enter_context(pyBigWig.open(str(tracks[m]))) for m in marks}
@@ -200,17 +285,16 @@ def _run(pairs, tracks, chrom_sizes, resolution, n_bins, flank_fraction, normali
         for chrom in pd.unique(geom.chrom):
             rows = np.flatnonzero(geom.chrom == chrom)
             size = int(chrom_sizes[chrom])
-            edges = _profile_edges(geom, rows, n_bins, flank_fraction) if n_bins else None
+            queries = ChromosomeQueries.build(geom, rows, size, resolution, n_bins, flank_fraction)
             for m, mark in enumerate(marks):
-                bins = _read_bins(handles[mark], chrom, size, resolution)
-                if bins is None:
+                cs = _load_cumulative(handles[mark], chrom, size, resolution, normalizers[mark])
+                if cs is None:
                     lacking[mark].append(chrom)
                     continue  # absent chromosome: zeros, already in place
-                track = _binned_track(normalizers[mark].transform(bins), size, resolution)
-                for r, region in enumerate((geom.enhancer, geom.promoter, window)):
-                    table[rows, m, r] = track.means(region[rows, 0], region[rows, 1])
+                table[rows, m], bins = queries.answer(cs)
                 if n_bins:
-                    profile[rows, m] = _profile(track, edges, flip[rows])
+                    bins[flip[rows]] = bins[flip[rows], ::-1]  # enhancer side first
+                    profile[rows, m] = bins
     for mark, chroms in lacking.items():
         if chroms:
             logger.warning("track %s (%s) lacks %s: their signal is 0", mark, tracks[mark], ", ".join(chroms))
@@ -220,7 +304,7 @@ def _run(pairs, tracks, chrom_sizes, resolution, n_bins, flank_fraction, normali
 def _table_frame(table: np.ndarray, marks: list[str], index) -> pd.DataFrame:
     """(n, marks, 3) array → DataFrame with columns {mark}_enhancer, {mark}_promoter, {mark}_window."""
     columns = [f"{mark}_{region}" for mark in marks for region in REGION_NAMES]
-    return pd.DataFrame(table.reshape(len(table), -1), columns=columns, index=index)
+    return pd.DataFrame(table.reshape(len(table), len(columns)), columns=columns, index=index)
 
 
 def epw_features(

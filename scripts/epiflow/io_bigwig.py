@@ -219,6 +219,32 @@ def _check_lengths(header: dict, contigs: dict, chrom_sizes: Mapping[str, int], 
             )
 
 
+def _check_non_negative(bw, contigs: dict, path) -> None:
+    """Signal must be >= 0 (features assume read-depth-like tracks); the zoom-level minimum makes this cheap."""
+    for name in contigs:
+        low = bw.stats(name, type="min")[0]
+        if low is not None and not low >= 0:
+            raise InputError(f"{path}: chromosome {name!r} has signal {low:g} (expected finite values >= 0)")
+
+
+def check_signal_on(bigwig_path, chroms: list[str], source) -> None:
+    """Raise an InputError naming `source` when the bigWig has no positive signal on one of `chroms` (chromosomes
+    that pairs use: their features would silently be all zeros)."""
+    bw = pyBigWig.open(str(bigwig_path))
+    try:
+        present = bw.chroms()
+        for chrom in chroms:
+            top = bw.stats(chrom, type="max")[0] if chrom in present else None
+            if top is None or top <= 0:
+                raise InputError(
+                    f"{source}: no signal on {chrom}, a chromosome of protocol.chrom_folds "
+                    f"(expected intervals with signal > 0 on every fold chromosome; drop {chrom} from the folds "
+                    "or give a track that covers it)"
+                )
+    finally:
+        bw.close()
+
+
 def bigwig_to_bigwig(source_path, chrom_sizes: Mapping[str, int], out_path, chrom_map: ChromMap = None) -> Path:
     """Check a bigWig's header against chrom_sizes (names mapped by chrom_map, same lengths) and copy it, or
     rewrite it with header chrom_sizes when names or order differ. Contigs not in chrom_sizes are dropped."""
@@ -232,6 +258,7 @@ def bigwig_to_bigwig(source_path, chrom_sizes: Mapping[str, int], out_path, chro
         header = bw.chroms()
         contigs = _known_contigs(list(header), chrom_sizes, chrom_map, source_path)
         _check_lengths(header, contigs, chrom_sizes, source_path)
+        _check_non_negative(bw, contigs, source_path)
         if list(header.items()) == list(chrom_sizes.items()):
             with atomic_path(out_path) as tmp:
                 shutil.copyfile(source_path, tmp)

@@ -3,7 +3,7 @@ pair table (see PAIR_COLUMNS)."""
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,15 @@ def _region(table, chrom, start, end, path, known_chroms, chrom_map, what) -> tu
     start = as_int(table[start], path, f"{what} start")
     end = as_int(table[end], path, f"{what} end")
     check_start_end(start, end, path, f"{what} ")
+    if isinstance(known_chroms, Mapping):  # chrom sizes: an end past the chromosome means another genome build
+        line = first_bad(end > chrom.map(known_chroms))
+        if line is not None:
+            fail(
+                path,
+                line,
+                f"{what} end {end[line]} beyond {chrom[line]} length {known_chroms[chrom[line]]} "
+                "(expected coordinates of the configured genome build)",
+            )
     return chrom, start, end
 
 

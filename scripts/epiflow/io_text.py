@@ -4,7 +4,6 @@ report where the first bad row is; readers reset the index before handing frames
 
 import contextlib
 import csv
-import gzip
 import io
 import logging
 import os
@@ -33,11 +32,9 @@ def read_text(path: str | os.PathLike) -> str:
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            raw = _gunzip(raw, path)
     except FileNotFoundError as err:
         raise InputError(f"{path}: file not found") from err
-    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise InputError(f"{path}: corrupt or truncated gzip file ({err})") from err
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err})") from err
     try:
@@ -45,6 +42,27 @@ def read_text(path: str | os.PathLike) -> str:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise InputError(f"{path} line {line}: not UTF-8 text ({err.reason})") from err
+
+
+def _gunzip(raw: bytes, path) -> bytes:
+    """Decompress (multi-member, e.g. bgzip) gzip bytes; a truncated or corrupt stream is an InputError saying
+    after which line it breaks."""
+    out = bytearray()
+    while raw.strip(b"\0"):  # gzip allows zero padding after the last member
+        member = zlib.decompressobj(wbits=31)
+        try:
+            out += member.decompress(raw)
+            problem = None if member.eof else "stream ends before its end-of-stream marker"
+        except zlib.error as err:
+            problem = str(err)
+        if problem:
+            line = out.count(b"\n") + 1
+            raise InputError(
+                f"{path} line {line}: corrupt or truncated gzip file ({problem}); expected a "
+                "complete gzip stream (fetch the file again)"
+            )
+        raw = member.unused_data
+    return bytes(out)
 
 
 def fail(path, line: int, message: str) -> None:
@@ -71,13 +89,14 @@ def read_table(
     lines = text.split("\n")
     keep = [i for i, line in enumerate(lines) if line.strip() and not line.startswith(skip_prefixes)]
     if not keep:
-        raise InputError(f"{path}: no data lines (empty file)")
+        raise InputError(f"{path}: no data lines (empty file; expected at least one data line)")
     names = None
     if header is True or (header == "infer" and not _looks_like_data(lines[keep[0]], sep)):
-        names = [name.strip() for name in lines[keep.pop(0)].split(sep)]
+        header_line = keep.pop(0)
+        names = [name.strip() for name in lines[header_line].split(sep)]
         ncols = ncols or len(names)
         if not keep:
-            raise InputError(f"{path}: only a header line, no data lines")
+            raise InputError(f"{path} line {header_line + 1}: only a header line (expected data lines after it)")
     lines = [lines[i] for i in keep]
     counts = np.fromiter((line.count(sep) for line in lines), np.int64, len(lines)) + 1
     counts = pd.Series(counts, index=np.asarray(keep, dtype=np.int64) + 1)

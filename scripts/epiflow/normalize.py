@@ -55,17 +55,24 @@ class Normalizer:
         return below / self.n_total
 
     def transform(self, bins: np.ndarray) -> np.ndarray:
-        """Normalized copy of ``bins`` (float64, same shape)."""
+        """Normalized ``bins`` (float64, same shape; ``none`` may return the input array itself)."""
         x = np.asarray(bins, dtype=np.float64)
         if self.method == "none":
-            return x.copy()
+            return x
+        # Most bins of a peak track are empty: map 0 once and transform only the others.
+        out = np.full(x.shape, self._map(np.zeros(1))[0])
+        nonzero = x != 0
+        out[nonzero] = self._map(x[nonzero])
+        return out
+
+    def _map(self, x: np.ndarray) -> np.ndarray:
         if self.method == "log1p":
             return np.sign(x) * np.log1p(np.abs(x))
         p = self.percentile(x)
         if self.method == "rank":
             return p
         # Values above every genome-wide bin (p = 1) stop half a bin short of the reference's infinite tail.
-        return -np.log1p(-np.minimum(p, 1 - 0.5 / self.n_total))
+        return -np.log1p(-np.minimum(p, 1 - 0.5 / max(self.n_total, 1.0)))
 
 
 def check_method(method: str) -> str:

@@ -89,6 +89,26 @@ def candidate_pairs(enhancers: pd.DataFrame, tss: pd.DataFrame, min_distance: in
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
+def _overlapping(starts: np.ndarray, ends: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query i, interval j) for each interval [starts[j], ends[j]) (starts sorted) overlapping query [lo[i], hi[i])."""
+    reach = int((ends - starts).max()) if len(starts) else 0
+    # an interval overlapping [lo, hi) starts in (lo - reach, hi): one contiguous run of the sorted starts
+    query, j = expand_ranges(np.searchsorted(starts, lo - reach, side="right"), np.searchsorted(starts, hi))
+    keep = ends[j] > lo[query]
+    return query[keep], j[keep]
+
+
+def _anchor_links(enh: pd.DataFrame, sites: np.ndarray, near: tuple, far: tuple, flank: int) -> np.ndarray:
+    """Codes `enhancer * len(sites) + site` of pairs whose enhancer overlaps a loop's `near` anchor and whose
+    promoter (site +- flank) overlaps the same loop's `far` anchor."""
+    loop_e, e = _overlapping(enh.enhancer_start.to_numpy(), enh.enhancer_end.to_numpy(), *near)
+    # a promoter overlaps [s, e) iff its TSS lies in (s - flank, e + flank)
+    lo, hi = np.searchsorted(sites, far[0] - flank, side="right"), np.searchsorted(sites, far[1] + flank)
+    loop_t, t = expand_ranges(lo, hi)
+    links = pd.DataFrame({"loop": loop_e, "e": e}).merge(pd.DataFrame({"loop": loop_t, "t": t}), on="loop")
+    return links.e.to_numpy(np.int64) * len(sites) + links.t.to_numpy(np.int64)
+
+
 def loop_support(pairs: pd.DataFrame, loops: pd.DataFrame, promoter_flank: int) -> np.ndarray:
     """True where one loop anchor overlaps the enhancer and the other the promoter (TSS +- flank)."""
     supported = np.zeros(len(pairs), bool)
@@ -98,18 +118,16 @@ def loop_support(pairs: pd.DataFrame, loops: pd.DataFrame, promoter_flank: int) 
         if lp.empty:
             continue
         sub = pairs.iloc[idx]
-        es, ee = sub.enhancer_start.to_numpy()[:, None], sub.enhancer_end.to_numpy()[:, None]
-        ps, pe = (sub.tss.to_numpy() - promoter_flank)[:, None], (sub.tss.to_numpy() + promoter_flank)[:, None]
-        a1s, a1e = lp.start1.to_numpy()[None, :], lp.end1.to_numpy()[None, :]
-        a2s, a2e = lp.start2.to_numpy()[None, :], lp.end2.to_numpy()[None, :]
-        # chunk the pair x loop comparison so memory stays bounded on real chromosomes
-        for k in range(0, len(idx), 2000):
-            sl = slice(k, k + 2000)
-            e1 = (es[sl] < a1e) & (ee[sl] > a1s)
-            e2 = (es[sl] < a2e) & (ee[sl] > a2s)
-            p1 = (ps[sl] < a1e) & (pe[sl] > a1s)
-            p2 = (ps[sl] < a2e) & (pe[sl] > a2s)
-            supported[idx[sl]] = ((e1 & p2) | (e2 & p1)).any(axis=1)
+        # index the loops' anchors against the chromosome's distinct enhancers and TSSs, not pairs x loops
+        enh = sub[["enhancer_start", "enhancer_end"]].drop_duplicates().sort_values(["enhancer_start", "enhancer_end"])
+        sites = np.unique(sub.tss.to_numpy())
+        a1 = (lp.start1.to_numpy(), lp.end1.to_numpy())
+        a2 = (lp.start2.to_numpy(), lp.end2.to_numpy())
+        links = np.concatenate(
+            [_anchor_links(enh, sites, a1, a2, promoter_flank), _anchor_links(enh, sites, a2, a1, promoter_flank)]
+        )
+        e = pd.MultiIndex.from_frame(enh).get_indexer(pd.MultiIndex.from_frame(sub[enh.columns]))
+        supported[idx] = np.isin(e.astype(np.int64) * len(sites) + np.searchsorted(sites, sub.tss.to_numpy()), links)
     return supported
 
 
@@ -163,10 +181,22 @@ def assign_folds(chroms: pd.Series, chrom_folds: list[list[str]] | None) -> np.n
     return chroms.map(lookup).fillna(-1).astype(np.int64).to_numpy()
 
 
+def check_fold_chroms(chrom_folds: list[list[str]] | None, chrom_sizes: dict) -> None:
+    """Every chromosome named in protocol.chrom_folds must be in the genome (else its fold would silently be empty)."""
+    for f, fold in enumerate(chrom_folds or []):
+        unknown = [c for c in fold if c not in chrom_sizes]
+        if unknown:
+            raise InputError(
+                f"config protocol.chrom_folds fold {f + 1}: chromosome(s) {unknown} not in the genome's chrom sizes "
+                f"(expected names of the reference, e.g. {', '.join(list(chrom_sizes)[:3])})"
+            )
+
+
 def finalize_pairs(
     frame: pd.DataFrame, cell_line: str, chrom_folds: list[list[str]] | None, chrom_sizes: dict, source: str
 ) -> pd.DataFrame:
     """Validate coordinates against the genome, add pair_id, distance and fold, drop pairs outside every fold."""
+    check_fold_chroms(chrom_folds, chrom_sizes)
     unknown = ~frame.chrom.isin(list(chrom_sizes))
     if unknown.any():
         row = int(np.flatnonzero(unknown)[0])

@@ -1,4 +1,8 @@
-"""The one plotting style of epiflow's report: small matplotlib figures returned as embeddable PNG data URIs."""
+"""The one plotting style of epiflow's report: small matplotlib figures returned as PNG bytes.
+
+The report embeds them as data: URIs (one self-contained file) and also writes them as files for
+`snakemake --report`. Every function takes plain numbers and returns PNG bytes; none reads or writes files.
+"""
 
 from __future__ import annotations
 
@@ -23,16 +27,25 @@ STYLE = {
 }
 
 
-def to_data_uri(fig) -> str:
-    """PNG bytes of a figure as a data: URI (the report stays one self-contained file); closes the figure."""
+MAX_POINTS = 1000  # a curve drawn from more points looks the same and renders slower (real studies: 1e5 pairs)
+COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
+
+
+def to_png(fig) -> bytes:
+    """PNG bytes of a figure (no timestamp metadata, so reruns give identical bytes); closes the figure."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
 
 
-def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> str:
+def data_uri(png: bytes) -> str:
+    """PNG bytes as a data: URI, so the report needs no other file."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes:
     """Precision-recall curves, one per label -> (y, p)."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
@@ -40,13 +53,14 @@ def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> s
             if y.sum() == 0:
                 continue
             precision, recall, _ = precision_recall_curve(y, p)
-            ax.plot(recall, precision, label=label, lw=1.3)
+            keep = np.unique(np.linspace(0, len(recall) - 1, min(len(recall), MAX_POINTS)).astype(int))
+            ax.plot(recall[keep], precision[keep], label=label, lw=1.3)
         ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
         ax.legend(frameon=False, fontsize=7)
-        return to_data_uri(fig)
+        return to_png(fig)
 
 
-def reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, n_bins: int = 10) -> str:
+def reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, n_bins: int = 10) -> bytes:
     """Reliability diagram (equal-mass bins), one line per label -> (y, p)."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
@@ -56,10 +70,10 @@ def reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, n_
             ax.plot(rc.p_mean, rc.y_mean, marker="o", ms=3, lw=1.2, label=label)
         ax.set(xlabel="predicted probability", ylabel="observed positive rate", title=title)
         ax.legend(frameon=False, fontsize=7)
-        return to_data_uri(fig)
+        return to_png(fig)
 
 
-def threshold_f1(curves: dict[str, tuple[np.ndarray, np.ndarray]], chosen: float, title: str) -> str:
+def threshold_f1(curves: dict[str, tuple[np.ndarray, np.ndarray]], chosen: float, title: str) -> bytes:
     """F1 against the decision threshold per label -> (y, p), with the validation-chosen threshold marked."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
@@ -69,15 +83,37 @@ def threshold_f1(curves: dict[str, tuple[np.ndarray, np.ndarray]], chosen: float
         ax.axvline(chosen, color="k", lw=0.8, ls=":", label=f"chosen on validation ({chosen:.2f})")
         ax.set(xlabel="threshold", ylabel="F1", title=title, xlim=(0, 1))
         ax.legend(frameon=False, fontsize=7)
-        return to_data_uri(fig)
+        return to_png(fig)
 
 
-def bars(values: dict[str, float], title: str, ylabel: str) -> str:
-    """Horizontal bars, one per label."""
-    with plt.rc_context(STYLE | {"figure.figsize": (4.6, 0.3 * len(values) + 1.2)}):
+def bars(values: dict[str, dict[str, float]], title: str, xlabel: str) -> bytes:
+    """Grouped horizontal bars: label -> {series: value}; one colour per series, a legend when there are several."""
+    labels = list(values)
+    series = list(dict.fromkeys(s for v in values.values() for s in v))
+    height = 0.8 / max(len(series), 1)
+    with plt.rc_context(STYLE | {"figure.figsize": (4.8, 0.22 * len(labels) * max(len(series), 1) + 1.3)}):
         fig, ax = plt.subplots()
-        labels = list(values)
-        ax.barh(labels, [values[k] for k in labels], color="#4c78a8")
+        y = np.arange(len(labels))
+        for i, name in enumerate(series):
+            heights = [values[k].get(name, np.nan) for k in labels]
+            ax.barh(y + i * height, heights, height, color=COLORS[i % len(COLORS)], label=name)
+        ax.set_yticks(y + height * (len(series) - 1) / 2, labels)
         ax.invert_yaxis()
-        ax.set(xlabel=ylabel, title=title)
-        return to_data_uri(fig)
+        ax.set(xlabel=xlabel, title=title)
+        if len(series) > 1:
+            ax.legend(frameon=False, fontsize=7)
+        return to_png(fig)
+
+
+def by_bin(curves: dict[str, tuple[np.ndarray, np.ndarray]], reference: tuple, labels: list[str], title: str) -> bytes:
+    """A metric per ordered bin: label -> (bin index, value) lines; `reference` = (bin index, value, name) dashed."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots()
+        for i, (label, (x, v)) in enumerate(curves.items()):
+            ax.plot(x, v, marker="o", ms=3, lw=1.2, color=COLORS[i % len(COLORS)], label=label)
+        x, v, name = reference
+        ax.plot(x, v, color="0.5", lw=1, ls="--", label=name)
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set(ylabel="AUPR", title=title, ylim=(0, 1.02))
+        ax.legend(frameon=False, fontsize=7)
+        return to_png(fig)

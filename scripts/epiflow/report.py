@@ -1,61 +1,209 @@
 """The reflection report: the run's numbers, figures and findings as one self-contained HTML file.
 
-Reads only files the workflow wrote (summary, predictions, calibration notes); never recomputes a model.
+Reads only files the workflow wrote (summary, predictions, calibration notes, pair tables, features, diagnostics)
+plus configured external anchor predictions; never re-runs a model. Besides the HTML it writes every figure as a
+PNG and every table as a TSV (for `snakemake --report`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 import numpy as np
 import pandas as pd
 
-from epiflow import plots
+from epiflow import audit, narrative, plots
+from epiflow.diagnostics import feature_shift, summarize_diagnostics
 
 log = logging.getLogger(__name__)
+
+# published reference methods, marked in the summary (the narrative still judges gbm: it is the demo's learner)
+TABLE_BASELINES = (*narrative.BASELINES, "gbm", "gbm_notopo")
+DIAGNOSTIC_COLUMNS = [
+    "domain_probe_accuracy",
+    "domain_probe_chance",
+    "domain_probe_input_accuracy",
+    "separation_train",
+    "separation_test",
+    "sharpness_relative",
+    "spurious_share",
+]
+
+
+@dataclass
+class ReportInputs:
+    """Paths the report reads. predictions / calibration / diagnostics: (heldout, model) -> path (a missing
+    diagnostics file shows as "not computed"); pairs / features: line -> path; train_lines: heldout -> its training
+    lines; anchors: [{name, heldout, source, format}] with local sources."""
+
+    summary: str | Path
+    predictions: dict
+    calibration: dict
+    pairs: dict = field(default_factory=dict)
+    features: dict = field(default_factory=dict)
+    train_lines: dict = field(default_factory=dict)
+    chrom_folds: list | None = None
+    diagnostics: dict = field(default_factory=dict)
+    anchors: list = field(default_factory=list)
 
 
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per held-out line x model: train/val/test AUPR and AUROC, the gap, lift, P/R/F1 and ECE on test."""
     wide = summary.pivot_table(index=["heldout", "model"], columns="split", values=["aupr", "auroc"], aggfunc="first")
     wide.columns = [f"{metric}_{split}" for metric, split in wide.columns]
+    for column in ("aupr_train", "aupr_val", "aupr_test", "auroc_train", "auroc_val", "auroc_test"):
+        if column not in wide:
+            wide[column] = math.nan
     test = summary[summary.split == "test"].set_index(["heldout", "model"])
-    out = wide.join(
-        test[["pos_rate", "threshold", "precision", "recall", "f1", "ece_raw", "ece", "oracle_threshold", "oracle_f1"]]
-    )
+    keep = ["pos_rate", "threshold", "precision", "recall", "f1", "ece_raw", "ece", "oracle_threshold", "oracle_f1"]
+    out = wide.join(test.reindex(columns=keep))
     out["gap"] = out["aupr_train"] - out["aupr_test"]
     out["lift"] = out["aupr_test"] / out["pos_rate"]
     best = out.groupby(level="heldout")["aupr_test"].transform("max")
     out["best"] = out["aupr_test"] == best
-    return out.reset_index()
+    out = out.reset_index()
+    out["baseline"] = out.model.isin(TABLE_BASELINES)
+    return out
 
 
-def prediction_figures(predictions: dict[tuple[str, str], pd.DataFrame], n_bins: int) -> list[dict]:
-    """Per held-out line: PR curves (train vs test per model), reliability (raw vs calibrated) and F1-threshold."""
-    figures = []
-    for heldout in sorted({h for h, _ in predictions}):
-        pr, rel, f1 = {}, {}, {}
-        chosen = 0.5
-        for (h, model), pred in sorted(predictions.items()):
-            if h != heldout:
-                continue
-            test, train = pred[pred.split == "test"], pred[pred.split == "train"]
-            pr[f"{model} train"] = (train.label.to_numpy(), train.prob.to_numpy())
-            pr[f"{model} test"] = (test.label.to_numpy(), test.prob.to_numpy())
-            rel[f"{model} raw"] = (test.label.to_numpy(), test.score.to_numpy())
-            rel[f"{model} calibrated"] = (test.label.to_numpy(), test.prob.to_numpy())
-            f1[f"{model} test"] = (test.label.to_numpy(), test.prob.to_numpy())
-            chosen = float(np.mean(test.threshold))
-        figures.append(
-            {
-                "heldout": heldout,
-                "pr": plots.pr_curves(pr, f"{heldout}: precision-recall"),
-                "reliability": plots.reliability(rel, f"{heldout}: reliability (test)", n_bins),
-                "threshold": plots.threshold_f1(f1, chosen, f"{heldout}: F1 vs threshold (test)"),
-            }
+def read_predictions(paths: dict) -> dict[tuple[str, str], pd.DataFrame]:
+    return {key: pd.read_csv(p, sep="\t", dtype={"chrom": str, "pair_id": str}) for key, p in paths.items()}
+
+
+def read_pairs(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"chrom": str, "pair_id": str, "gene": str})
+
+
+def per_heldout(predictions: dict) -> dict[str, dict[str, pd.DataFrame]]:
+    """(heldout, model) -> table  as  heldout -> model -> table."""
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for (heldout, model), table in sorted(predictions.items()):
+        out.setdefault(heldout, {})[model] = table
+    return out
+
+
+def leakage_tables(inputs: ReportInputs, by_line: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Leakage audit and distance strata of every held-out line (leakage empty without pair tables)."""
+    leakage, distance = [], []
+    for heldout, models in by_line.items():
+        distance.append(audit.distance_strata(models).assign(heldout=heldout))
+        lines = inputs.train_lines.get(heldout, [])
+        if heldout not in inputs.pairs or not all(c in inputs.pairs for c in lines):
+            continue
+        train = pd.concat([read_pairs(inputs.pairs[c]) for c in lines], ignore_index=True)
+        table = audit.leakage_audit(models, read_pairs(inputs.pairs[heldout]), train, inputs.chrom_folds)
+        leakage.append(table.assign(heldout=heldout))
+    leak = pd.concat(leakage, ignore_index=True) if leakage else pd.DataFrame()
+    if not leak.empty:
+        leak["share_either"] = leak.share_enhancer + leak.share_promoter - leak.share_both
+    return leak, pd.concat(distance, ignore_index=True)
+
+
+def shift_table(inputs: ReportInputs, heldouts) -> pd.DataFrame:
+    """Per held-out line and feature: W1 between its training lines and it (empty without feature files)."""
+    from epiflow.features import load_features
+
+    cache: dict[str, dict] = {}
+
+    def features(line):
+        if line not in cache:
+            cache[line] = load_features(inputs.features[line])
+        return cache[line]
+
+    parts = []
+    for heldout in heldouts:
+        lines = inputs.train_lines.get(heldout, [])
+        if not lines or not all(c in inputs.features for c in [heldout, *lines]):
+            continue
+        test = features(heldout)
+        train = {c: features(c)["values"] for c in lines}
+        columns = [str(c) for c in test["columns"]]
+        parts.append(feature_shift(train, test["values"], columns).assign(heldout=heldout))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def diagnostics_table(paths: dict, keys) -> pd.DataFrame:
+    """Mean over folds of each (heldout, model)'s diagnostics JSON (a list of per-fold dicts) where the file exists
+    and is not empty; NaN rows (computed = False) otherwise."""
+    rows = []
+    for heldout, model in keys:
+        path = Path(paths[(heldout, model)]) if (heldout, model) in paths else None
+        per_fold = json.loads(path.read_text() or "[]") if path is not None and path.exists() else []
+        found = bool(per_fold)
+        summary = summarize_diagnostics(per_fold) if found else {}
+        rows.append({"heldout": heldout, "model": model, "computed": found} | summary)
+    table = pd.DataFrame(rows)
+    for column in DIAGNOSTIC_COLUMNS:
+        if column not in table:
+            table[column] = math.nan
+    for column in ("spurious_columns", "spurious_groups"):
+        if column not in table:
+            table[column] = [[] for _ in range(len(table))]
+    return table
+
+
+def anchor_table(inputs: ReportInputs, by_line: dict) -> pd.DataFrame:
+    """Each configured anchor and every model scored on the same test pairs of its held-out line."""
+    parts = []
+    for anchor in inputs.anchors:
+        heldout = anchor["heldout"]
+        if heldout not in by_line or heldout not in inputs.pairs:
+            log.warning("anchor %s: held-out line %s not in this run; skipped", anchor["name"], heldout)
+            continue
+        scores = audit.read_anchor(
+            anchor["source"], anchor.get("format", "transepi"), read_pairs(inputs.pairs[heldout])
         )
+        table = audit.anchor_comparison(scores, by_line[heldout], anchor["name"])
+        parts.append(table.assign(heldout=heldout, anchor=anchor["name"]))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def line_figures(heldout: str, models: dict, facts: narrative.Facts, n_bins: int) -> dict[str, bytes]:
+    """The figures of one held-out line: PR (train vs test), reliability (raw vs calibrated), threshold-F1,
+    W1 per feature and AUPR by distance bin. Keys are figure names (pr, reliability, ...)."""
+    pr, rel, f1 = {}, {}, {}
+    thresholds = []
+    for model, pred in models.items():
+        test, train = pred[pred.split == "test"], pred[pred.split == "train"]
+        y = test.label.to_numpy()
+        pr[f"{model} train"] = (train.label.to_numpy(), train.prob.to_numpy())
+        pr[f"{model} test"] = (y, test.prob.to_numpy())
+        rel[f"{model} raw"] = (y, test.score.to_numpy())
+        rel[f"{model} calibrated"] = (y, test.prob.to_numpy())
+        f1[f"{model} test"] = (y, test.prob.to_numpy())
+        thresholds.append(float(np.mean(test.threshold)))
+    out = {
+        "pr": plots.pr_curves(pr, f"{heldout}: precision-recall"),
+        "reliability": plots.reliability(rel, f"{heldout}: reliability (test)", n_bins),
+        "threshold": plots.threshold_f1(f1, float(np.mean(thresholds)), f"{heldout}: F1 vs threshold (test)"),
+    }
+    shift = facts.shift[facts.shift.heldout == heldout] if not facts.shift.empty else facts.shift
+    if len(shift):
+        values = {r.feature: {"raw": r.w1_raw, "normalized": r.w1_normalized} for r in shift.itertuples()}
+        out["shift"] = plots.bars(values, f"{heldout}: W1 training lines vs {heldout}", "W1 (SD units)")
+    strata = facts.distance[facts.distance.heldout == heldout]
+    if len(strata):
+        first = strata[strata.model == strata.model.iloc[0]]
+        labels = [f"{lo / 1e3:.0f}-{hi / 1e3:.0f} kb" for lo, hi in zip(first.lo, first.hi, strict=True)]
+        curves = {m: (g.bin.to_numpy(), g.aupr.to_numpy()) for m, g in strata.groupby("model")}
+        reference = (first.bin.to_numpy(), first.pos_rate.to_numpy(), "positive rate")
+        out["distance"] = plots.by_bin(curves, reference, labels, f"{heldout}: test AUPR by distance")
+    return out
+
+
+def build_figures(by_line: dict, facts: narrative.Facts, n_bins: int) -> dict[tuple[str, str], bytes]:
+    """(section, name) -> PNG for every figure of the report; section is the figure kind, name the line."""
+    figures = {}
+    gaps = {f"{r.heldout} / {r.model}": {"gap": r.gap} for r in facts.summary.itertuples() if np.isfinite(r.gap)}
+    figures[("gap", "all")] = plots.bars(gaps, "train - test AUPR (generalization gap)", "AUPR gap")
+    for heldout, models in by_line.items():
+        for section, png in line_figures(heldout, models, facts, n_bins).items():
+            figures[(section, heldout)] = png
     return figures
 
 
@@ -66,30 +214,87 @@ def render(template: str | Path, context: dict) -> str:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["num"] = format_number
     return env.get_template(Path(template).name).render(**context)
 
 
-def build_report(
-    summary_path, prediction_paths: dict, calibration_paths: dict, template, out_path, options: dict
-) -> None:
-    """Write the reflection report from the summary, predictions and calibration notes."""
-    summary = pd.read_csv(summary_path, sep="\t")
-    predictions = {
-        key: pd.read_csv(p, sep="\t", dtype={"chrom": str, "pair_id": str}) for key, p in prediction_paths.items()
-    }
+def format_number(value, spec: str = ".3f") -> str:
+    """A number for the page; '–' for missing or NaN."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return format(value, spec)
+
+
+def collect_facts(inputs: ReportInputs, predictions: dict) -> narrative.Facts:
+    """Every table the narrative and the page need, computed from the inputs."""
+    by_line = per_heldout(predictions)
+    summary = summary_table(pd.read_csv(inputs.summary, sep="\t"))
     calibration = pd.concat(
-        [pd.read_csv(p, sep="\t").assign(heldout=h, model=m) for (h, m), p in calibration_paths.items()],
+        [pd.read_csv(p, sep="\t").assign(heldout=h, model=m) for (h, m), p in inputs.calibration.items()],
         ignore_index=True,
     )
-    table = summary_table(summary)
-    gaps = {f"{r.heldout} / {r.model}": r.gap for r in table.itertuples()}
+    leakage, distance = leakage_tables(inputs, by_line)
+    return narrative.Facts(
+        summary=summary,
+        diagnostics=diagnostics_table(inputs.diagnostics, sorted(predictions)),
+        leakage=leakage,
+        shift=shift_table(inputs, by_line),
+        distance=distance,
+        calibration=calibration,
+        anchors=anchor_table(inputs, by_line),
+    )
+
+
+def write_tables(facts: narrative.Facts, found: list[dict], directory: Path) -> None:
+    """Every report table as TSV under `directory` (picked up by `snakemake --report`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "summary": facts.summary,
+        "findings": pd.DataFrame(found, columns=["rule", "subject", "text", "cites", "strength"]),
+        "leakage": facts.leakage,
+        "distance": facts.distance,
+        "shift": facts.shift,
+        "diagnostics": facts.diagnostics.drop(columns=["attribution"], errors="ignore"),
+        "calibration": facts.calibration,
+        "anchors": facts.anchors,
+    }
+    for name, table in tables.items():
+        table.to_csv(directory / f"{name}.tsv", sep="\t", index=False, float_format="%.4g")
+
+
+def build_report(inputs: ReportInputs, template, out_path, options: dict, figures_dir=None, tables_dir=None) -> dict:
+    """Write the reflection report (and, when given, its figures as PNG and tables as TSV); returns the findings
+    and next steps as text (for logs and tests)."""
+    predictions = read_predictions(inputs.predictions)
+    facts = collect_facts(inputs, predictions)
+    language = options.get("language", "en")
+    messages = narrative.load_messages(language, Path(template).parent / "messages")
+    fired = narrative.findings(facts)
+    found = narrative.render_findings(fired, messages)
+    steps = [s | {"text": messages["next_steps"][s["step"]]} for s in narrative.next_steps(fired)]
+    figures = build_figures(per_heldout(predictions), facts, int(options.get("ece_bins", 10)))
+    if figures_dir is not None:
+        for (section, name), png in figures.items():
+            path = Path(figures_dir) / section / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+    if tables_dir is not None:
+        write_tables(facts, found, Path(tables_dir))
+    propensity = facts.summary[facts.summary.model == "propensity"]
     context = {
-        "title": "epiflow reflection report",
-        "language": options.get("language", "en"),
-        "table": table.to_dict("records"),
-        "figures": prediction_figures(predictions, int(options.get("ece_bins", 10))),
-        "gap_plot": plots.bars(gaps, "train - test AUPR (generalization gap)", "AUPR gap"),
-        "calibration": calibration.to_dict("records"),
+        "t": messages["ui"],
+        "language": language,
+        "findings": found,
+        "steps": steps,
+        "table": facts.summary.to_dict("records"),
+        "anchors": facts.anchors.to_dict("records"),
+        "leakage": facts.leakage.to_dict("records"),
+        "propensity": propensity.to_dict("records"),
+        "diagnostics": facts.diagnostics.to_dict("records"),
+        "calibration": facts.calibration.to_dict("records"),
+        "heldouts": sorted(per_heldout(predictions)),
+        "figures": {f"{section}-{name}": plots.data_uri(png) for (section, name), png in figures.items()},
     }
     Path(out_path).write_text(render(template, context), encoding="utf-8")
-    log.info("wrote %s", out_path)
+    log.info("wrote %s with %d findings", out_path, len(found))
+    return {"findings": found, "steps": steps}

@@ -46,6 +46,17 @@ def assert_no_leakage(frame: pd.DataFrame, heldout: str, test_chroms: list[str],
         )
 
 
+def check_cell_line(frame: pd.DataFrame, cell_line: str, source: str) -> None:
+    """Raise LeakageError when a pair table holds a row of another cell line (e.g. an injected held-out pair)."""
+    other = (frame["cell_line"] != cell_line).to_numpy()
+    if other.any():
+        row = int(np.flatnonzero(other)[0])
+        raise LeakageError(
+            f"{source} (pairs of {cell_line}) row {row + 1}: pair {frame['pair_id'].iloc[row]} belongs to cell line "
+            f"{frame['cell_line'].iloc[row]!r}; a table must hold only its own line's pairs"
+        )
+
+
 def concat_data(parts: list[PairData]) -> PairData:
     """Stack PairData of several cell lines (same feature columns)."""
     columns = parts[0].columns
@@ -79,8 +90,13 @@ def run_heldout(
     seed: int,
     checkpoint_dir: Path | None = None,
     device: str = "cpu",
+    spurious_columns: tuple[str, ...] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Train and score one model for one held-out line; returns the score table and per-fit notes."""
+    """Train and score one model for one held-out line; returns the score table and per-fit notes.
+
+    With `spurious_columns` given (may be empty), the first model of each fold is also diagnosed
+    (epiflow.diagnostics.diagnose_model: domain probe, geometry, sharpness, attribution); notes["diagnostics"].
+    """
     if heldout in train_lines:
         raise LeakageError(f"held-out line {heldout!r} is listed among its own training lines {train_lines}")
     if len(train_lines) < 2:
@@ -90,7 +106,7 @@ def run_heldout(
     pool_all = concat_data([data[c] for c in train_lines])
     test_all = data[heldout]
     chroms = sorted(set(pool_all.frame.chrom) | set(test_all.frame.chrom))
-    rows, notes = [], []
+    rows, notes, diagnostics = [], [], []
     for f, test_chroms in enumerate(fold_chromosomes(chrom_folds, chroms)):
         no_folds = not chrom_folds
         pool = pool_all.subset(
@@ -114,17 +130,25 @@ def run_heldout(
             train_n[~is_val] += 1
             test_scores.append(model.predict(test))
             notes.append({"fold": f, "validation_line": v, "n_train": len(train), "n_val": len(val)})
+            if spurious_columns is not None and v == train_lines[0]:
+                from epiflow.diagnostics import diagnose_model
+
+                found = diagnose_model(model, train, test, tuple(spurious_columns), seed)
+                diagnostics.append({"fold": f, "validation_line": v} | found)
         rows.append(score_frame(pool, train_sum / np.maximum(train_n, 1), f, "train"))
         rows.append(score_frame(test, np.mean(test_scores, axis=0), f, "test"))
     scores = pd.concat(rows, ignore_index=True)[SCORE_COLUMNS]
-    return scores, {"heldout": heldout, "model": model_name, "train_lines": train_lines, "fits": notes}
+    info = {"heldout": heldout, "model": model_name, "train_lines": train_lines, "fits": notes}
+    return scores, info | ({"diagnostics": diagnostics} if spurious_columns is not None else {})
 
 
-def load_cell_data(pairs_path: str | Path, features_path: str | Path) -> PairData:
+def load_cell_data(pairs_path: str | Path, features_path: str | Path, cell_line: str | None = None) -> PairData:
     """One cell line's pair table and feature file, aligned by pair_id (they must hold the same pairs)."""
     from epiflow.features import load_features
 
     frame = pd.read_csv(pairs_path, sep="\t", dtype={"chrom": str, "gene": str, "pair_id": str})
+    if cell_line is not None:
+        check_cell_line(frame, cell_line, str(pairs_path))
     feats = load_features(features_path)
     if not np.array_equal(feats["pair_id"], frame.pair_id.to_numpy(dtype=str)):
         raise ValueError(f"{features_path}: pairs differ from {pairs_path}; rerun features_compute")

@@ -10,13 +10,16 @@
 # /etc/slurm (the slurm executor's jobstep clears SLURM_* variables, so SLURM_CONF cannot point elsewhere).
 #
 # Quirks met on the way (and what this script does about them):
-# - No systemd in containers: the daemons are started by hand; munged must run as user munge
-#   (it refuses root-owned sockets otherwise), so it is started with runuser.
+# - No systemd (containers, this VM): the daemons are started by hand; munged runs as user munge, the
+#   owner of its key and socket dir, as the Debian service would run it (runuser).
 # - No slurmdbd: `sacct` has no data, so the executor must poll with `squeue` (profiles set
 #   slurm-status-command: squeue) and finished jobs must stay visible to squeue long enough: MinJobAge=600.
 # - cgroup v1 controllers may be mounted (hybrid layout) but read-only or absent in a container:
 #   proctrack/cgroup is used only when a probe cgroup can be created, else proctrack/linuxproc.
-# - Jobs get killed below ~512 MB (the jobstep's Python alone needs that): profiles ask mem_mb >= 1000.
+# - Jobs reportedly get killed below ~512 MB (the jobstep runs a Python Snakemake): profiles ask >= 2000.
+# - Daemons killed -9 (e.g. CI ending the session) leave stale pidfiles and zombies: pidfiles are removed
+#   before a start and a zombie PID counts as dead; `-c` starts the controller with a clean job state.
+# - The host name need not resolve: controller and node addresses are pinned to 127.0.0.1.
 # - A GPU GRES makes gpu=1 jobs schedulable on a machine without a GPU, so the slurm-gpu profile can be
 #   exercised here too. slurmd ignores a file-less GPU ("Count=1" alone leaves the node INVAL with
 #   "gres/gpu count reported lower than configured (0 < 1)"), so gres.conf points File= at a stand-in
@@ -52,7 +55,7 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge
 fi
 
-mkdir -p "$STATE"/{spool,state,log}
+mkdir -p "$STATE"/{spool,state,log} "$CONF_DIR"
 
 # --- munge: the authentication daemon every SLURM command talks to ----------------------------------
 mkdir -p /run/munge /var/lib/munge /var/log/munge /etc/munge
@@ -66,6 +69,7 @@ chmod 0755 /run/munge
 chmod 0400 /etc/munge/munge.key
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
     log "starting munged"
+    rm -f /run/munge/munged.pid
     runuser -u munge -- munged
     for _ in $(seq 50); do
         munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break
@@ -109,7 +113,8 @@ EOF
 cat >"$CONF_DIR/slurm.conf" <<EOF
 # written by tests/cluster/slurm-up.sh: a single-node test cluster
 ClusterName=epiflow
-SlurmctldHost=$NODE
+# addresses pinned to loopback: the host name need not resolve (containers, CI boxes)
+SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -133,24 +138,30 @@ ReturnToService=2
 SlurmctldTimeout=30
 SlurmdTimeout=60
 GresTypes=gpu
-NodeName=$NODE CPUs=$CPUS RealMemory=$MEMORY Gres=gpu:1 State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEMORY Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 # the same node again as a "gpu" partition, the name profiles/slurm-gpu sends train_model to
 PartitionName=gpu Nodes=$NODE Default=NO MaxTime=INFINITE State=UP
 EOF
 
 # --- daemons ---------------------------------------------------------------------------------------
+alive() { # pid: running and not a zombie (a daemon killed -9 stays <defunct> until reaped)
+    [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null
+}
 start_daemon() { # name
     local name=$1 pidfile="$STATE/$1.pidfile"
-    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    if [ -s "$pidfile" ] && alive "$(cat "$pidfile")"; then
         log "$name already running"
+        cp "$pidfile" "$STATE/$name.pid"
         return
     fi
     log "starting $name"
+    # a stale pidfile from a killed run would be taken for the new daemon's
+    rm -f "$pidfile"
     # -c: clear saved state from an earlier run (a fresh cluster each time)
     "$name" -c
     for _ in $(seq 100); do
-        [ -s "$pidfile" ] && break
+        [ -s "$pidfile" ] && alive "$(cat "$pidfile")" && break
         sleep 0.1
     done
     cp "$pidfile" "$STATE/$name.pid"

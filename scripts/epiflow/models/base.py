@@ -1,4 +1,4 @@
-"""The model interface: a PairData bundle in, a score in [0, 1] per pair out."""
+"""The model interface: a PairData bundle in, a score in [0, 1] per pair out; the registry of model names."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+REGIONS = ("enhancer", "promoter", "window")
+# Columns the topology prior (epiflow.topology, training lines' Hi-C) appends; the `topology` feature group.
+TOPOLOGY_COLUMNS = ("same_tad", "tad_boundaries_crossed", "ctcf_crossed", "promoters_in_window", "enhancers_in_window")
+
 
 @dataclass
 class PairData:
     """Pairs with their features, aligned row by row.
 
     frame: the pair table (pair_id, cell_line, chrom, label, distance, fold, ...);
-    table: float32 (n, f) tabular features named by `columns`; profile: float32 (n, marks, bins) or None;
-    seq: int8 (n, 2, length) base codes of enhancer and promoter (0..3 = ACGT, 4 = N) or None.
+    table: float32 (n, f) tabular features named by `columns`; profile: float32 (n, marks, bins) or None, its marks
+    in the order of the `{mark}_enhancer` columns; seq: int8 (n, 2, length) base codes of enhancer and promoter
+    (0..3 = ACGT, 4 = N) or None.
     """
 
     frame: pd.DataFrame
@@ -29,6 +34,11 @@ class PairData:
     @property
     def y(self) -> np.ndarray:
         return self.frame["label"].to_numpy(dtype=np.float32)
+
+    @property
+    def marks(self) -> list[str]:
+        """Marks with E/P/W columns, in table (and profile channel) order."""
+        return [c.removesuffix("_enhancer") for c in self.columns if c.endswith("_enhancer")]
 
     def subset(self, mask: np.ndarray) -> PairData:
         """Rows where mask is true (a boolean array or an index array)."""
@@ -45,19 +55,59 @@ class PairData:
         index = [self.columns.index(c) for c in columns]
         return self.table[:, index]
 
+    def without(self, exclude: list[str] | tuple = ()) -> PairData:
+        """A copy without the feature groups or columns named in `exclude` (see column_groups); a dropped mark
+        also loses its profile channel, and the group `sequence` drops seq."""
+        if not exclude:
+            return self
+        groups = column_groups(self.columns)
+        unknown = [e for e in exclude if e not in groups and e not in self.columns and e != "sequence"]
+        if unknown:
+            known = sorted(set(groups) | {"sequence"})
+            raise KeyError(f"exclude_columns: unknown {unknown} (expected feature columns or groups {known})")
+        drop = {c for e in exclude for c in groups.get(e, [e] if e in self.columns else [])}
+        keep = [c for c in self.columns if c not in drop]
+        profile = self.profile
+        if profile is not None:
+            channels = [i for i, m in enumerate(self.marks) if m not in exclude]
+            profile = profile[:, channels] if channels else None
+        seq = None if "sequence" in exclude else self.seq
+        return replace(self, table=self.select(keep), columns=keep, profile=profile, seq=seq)
+
+
+def column_groups(columns: list[str]) -> dict[str, list[str]]:
+    """Feature groups an ablation can drop: `topology`, `distance`, `enhancer`/`promoter`/`window` (region columns
+    of every mark) and each mark's name (its three region columns); `marks` = every region column."""
+    groups: dict[str, list[str]] = {"topology": [c for c in columns if c in TOPOLOGY_COLUMNS]}
+    groups["distance"] = [c for c in columns if c == "log_distance"]
+    for region in REGIONS:
+        groups[region] = [c for c in columns if c.endswith(f"_{region}")]
+    groups["marks"] = [c for c in columns if c.rsplit("_", 1)[-1] in REGIONS]
+    for c in groups["marks"]:
+        groups.setdefault(c.rsplit("_", 1)[0], []).append(c)
+    return groups
+
 
 class Model:
-    """A trainable scorer. fit() sees training and validation rows only; predict() returns scores in [0, 1]."""
+    """A trainable scorer. fit() sees training and validation rows only; predict() returns scores in [0, 1].
+
+    params: `model_params.<name>` of the config over the class `defaults`; `exclude_columns` (a list of feature
+    columns or groups of column_groups) is honoured by every model that reads the table.
+    """
 
     uses_gpu = False
 
     defaults: dict = {}
 
     def __init__(self, params: dict, seed: int, checkpoint=None, device: str = "cpu"):
-        self.params = self.defaults | dict(params)
+        self.params = self.defaults | dict(params or {})
         self.seed = seed
         self.checkpoint = checkpoint  # a file the model may save per-epoch state to, and resume from
         self.device = device
+
+    def inputs(self, data: PairData) -> PairData:
+        """The data with this model's excluded feature groups removed."""
+        return data.without(list(self.params.get("exclude_columns") or []))
 
     def fit(self, train: PairData, val: PairData) -> Model:
         raise NotImplementedError
@@ -70,12 +120,28 @@ class Model:
         return None
 
 
+def preset(cls: type[Model], name: str, **params) -> type[Model]:
+    """A subclass of `cls` registered under `name` whose defaults carry `params` (config params still win)."""
+    return type(name, (cls,), {"defaults": cls.defaults | params, "__doc__": f"{cls.__name__} with {params}"})
+
+
 def available_models() -> dict[str, type[Model]]:
     """Model name -> class, for every model the config may name."""
     from epiflow.models.baselines import DistanceModel, GBMModel
-    from epiflow.models.epinet import EpiNetSmall
+    from epiflow.models.epinet import EPINET_PRESETS, EpiNet, EpiNetSmall
+    from epiflow.models.priors import ABCModel, PropensityModel
 
-    return {"distance": DistanceModel, "gbm": GBMModel, "epinet_small": EpiNetSmall}
+    models = {
+        "distance": DistanceModel,
+        "gbm": GBMModel,
+        "gbm_notopo": preset(GBMModel, "gbm_notopo", exclude_columns=["topology"]),
+        "abc": ABCModel,
+        "propensity": PropensityModel,
+        "epinet_small": EpiNetSmall,
+        "epinet": EpiNet,
+    }
+    models |= {name: preset(EpiNet, name, **options) for name, options in EPINET_PRESETS.items()}
+    return models
 
 
 def make_model(name: str, params: dict, seed: int, checkpoint=None, device: str = "cpu") -> Model:

@@ -1,4 +1,4 @@
-"""Baselines: distance alone, and TargetFinder's gradient boosting on E/P/W features."""
+"""Baselines: distance alone, and TargetFinder's gradient boosting on E/P/W (+ topology) features."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from epiflow.models.base import Model, PairData
 
 
 def log_distance(data: PairData) -> np.ndarray:
+    """(n, 1) log10(distance + 1)."""
     return np.log10(data.frame["distance"].to_numpy(dtype=np.float64) + 1)[:, None]
 
 
@@ -25,11 +26,16 @@ class DistanceModel(Model):
 
 
 class GBMModel(Model):
-    """HistGradientBoosting on the tabular features (TargetFinder's method); early stopping on validation rows."""
+    """HistGradientBoosting on the tabular features (TargetFinder's method); rounds chosen on validation rows.
+
+    params: sklearn's max_iter, learning_rate, max_leaf_nodes, ...; exclude_columns (feature groups to ablate).
+    """
+
+    defaults = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15}
 
     def fit(self, train: PairData, val: PairData) -> Model:
-        params = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15} | self.params
-        best = None
+        train, val = self.inputs(train), self.inputs(val)
+        params = {k: v for k, v in self.params.items() if k != "exclude_columns"}
         # choose the number of boosting rounds on the validation cell line, then keep that model
         clf = HistGradientBoostingClassifier(random_state=self.seed, early_stopping=False, **params)
         clf.fit(train.table, train.y)
@@ -46,4 +52,4 @@ class GBMModel(Model):
         return self
 
     def predict(self, data: PairData) -> np.ndarray:
-        return self.clf.predict_proba(data.table)[:, 1]
+        return self.clf.predict_proba(self.inputs(data).table)[:, 1]

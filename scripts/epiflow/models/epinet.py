@@ -1,128 +1,240 @@
-"""epinet_small: a small PyTorch network on the tabular features, plus enhancer/promoter sequence when present."""
+"""Torch EPI models: `epinet_small` (an MLP on the tabular features) and `epinet` (1-D convolutions over the context
+profile + E/P/W, distance and topology features + a sequence tower), with the invariance options of
+epiflow.models.invariance and the energy head of epiflow.models.energy. Named presets in EPINET_PRESETS."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from epiflow.models.base import Model, PairData
+from epiflow.models import invariance as inv
+from epiflow.models.base import PairData, column_groups
+from epiflow.models.energy import EnergyModule, mlp, orthogonality_loss, sparsity_loss
+from epiflow.models.trainer import TorchModel, bce_loss
 
 log = logging.getLogger(__name__)
 
+# Model names that preset epinet options (config `model_params.<name>` still overrides each value).
+EPINET_PRESETS = {
+    "epinet_dann": {"dann": 0.3},
+    "epinet_irm": {"irm": 1.0},
+    "epinet_vrex": {"vrex": 3.0},
+    "epinet_groupdro": {"groupdro": 0.05},
+    "epinet_swap": {"context_swap": 0.5},
+    "epinet_energy": {"energy": True},
+    "epinet_notopo": {"exclude_columns": ["topology"]},
+    "checkpoint18": {"energy": True, "dann": 0.3, "orthogonality": 0.1, "sparsity": 0.01},
+}
 
-def onehot(codes: np.ndarray) -> torch.Tensor:
-    """(n, 2, length) int8 base codes -> (n, 2, 4, length) float32 one-hot; N (code 4) is all zeros."""
-    eye = np.vstack([np.eye(4, dtype=np.float32), np.zeros((1, 4), np.float32)])
-    return torch.from_numpy(np.ascontiguousarray(eye[codes].transpose(0, 1, 3, 2)))
+
+def onehot(codes: torch.Tensor) -> torch.Tensor:
+    """(n, 2, length) integer base codes -> (n, 2, 4, length) float32 one-hot; N (code 4) is all zeros.
+
+    Done per batch on the device, so a training set keeps 1 byte per base instead of 16."""
+    return nn.functional.one_hot(codes.long(), 5)[..., :4].transpose(2, 3).float()
 
 
 class SequenceTower(nn.Module):
     """Shared 1-D convolution over one-hot enhancer and promoter sequence, max-pooled to motif presences."""
 
-    def __init__(self, filters: int = 16, width: int = 10):
-        super().__init__()
-        self.conv = nn.Conv1d(4, filters, width)
+    width = 48
 
-    def forward(self, onehot: torch.Tensor) -> torch.Tensor:
-        """onehot: (n, 2, 4, length) float, enhancer then promoter."""
-        n, two, _, length = onehot.shape
-        x = self.conv(onehot.reshape(n * two, 4, length)).relu().amax(dim=2)
+    def __init__(self, filters: int = 16, kernel: int = 10):
+        super().__init__()
+        self.conv = nn.Conv1d(4, filters, kernel)
+        self.width = 3 * filters
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes: (n, 2, length) base codes, enhancer then promoter."""
+        n, two, length = codes.shape
+        x = self.conv(onehot(codes).reshape(n * two, 4, length)).relu().amax(dim=2)
         enhancer, promoter = x.reshape(n, two, -1).unbind(1)
         # the product lets the head see motif *pairing*, not only presence
         return torch.cat([enhancer, promoter, enhancer * promoter], dim=1)
 
 
-class EpiNetSmallModule(nn.Module):
-    def __init__(self, n_features: int, hidden: int, use_seq: bool):
+class ProfileTower(nn.Module):
+    """Two 1-D convolutions over the (marks, bins) context profile, then mean- and max-pooling over bins."""
+
+    def __init__(self, marks: int, channels: int):
         super().__init__()
-        self.seq = SequenceTower() if use_seq else None
-        width = n_features + (48 if use_seq else 0)
-        self.body = nn.Sequential(
-            nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, hidden), nn.ReLU()
+        self.conv = nn.Sequential(
+            nn.Conv1d(marks, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(channels, channels, 5, padding=2), nn.ReLU(),
+        )  # fmt: skip
+        self.width = 2 * channels
+
+    def forward(self, profile: torch.Tensor) -> torch.Tensor:
+        x = self.conv(profile)
+        return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
+
+
+class Inputs(nn.Module):
+    """Concatenates the named inputs of a batch (table parts, profile tower, sequence tower) into one vector."""
+
+    def __init__(self, tables: dict[str, int], profile: ProfileTower | None, seq: SequenceTower | None):
+        super().__init__()
+        self.tables, self.profile, self.seq = list(tables), profile, seq
+        self.width = sum(tables.values()) + (profile.width if profile else 0) + (seq.width if seq else 0)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        parts = [batch[name] for name in self.tables]
+        if self.profile is not None:
+            parts.append(self.profile(batch["profile"]))
+        if self.seq is not None:
+            parts.append(self.seq(batch["seq"]))
+        return torch.cat(parts, dim=1)
+
+
+class FlatModule(nn.Module):
+    """inputs -> MLP -> embedding -> logit."""
+
+    def __init__(self, inputs: Inputs, hidden: int, embed_dim: int, dropout: float):
+        super().__init__()
+        self.inputs, self.body, self.head = (
+            inputs,
+            mlp(inputs.width, hidden, embed_dim, dropout),
+            nn.Linear(embed_dim, 1),
         )
-        self.head = nn.Linear(hidden, 1)
+        self.discriminator: nn.Module | None = None
 
-    def embed(self, table: torch.Tensor, seq: torch.Tensor | None) -> torch.Tensor:
-        x = table if self.seq is None else torch.cat([table, self.seq(seq)], dim=1)
-        return self.body(x)
-
-    def forward(self, table: torch.Tensor, seq: torch.Tensor | None) -> torch.Tensor:
-        return self.head(self.embed(table, seq)).squeeze(1)
+    def forward(self, batch: dict) -> dict:
+        z = self.body(self.inputs(batch))
+        return {"logit": self.head(z).squeeze(1), "embedding": z}
 
 
-class EpiNetSmall(Model):
-    """MLP over standardized features (+ sequence tower); early stopping on validation loss; checkpoint per epoch."""
+class EpiNetBase(TorchModel):
+    """Input handling shared by the epinet models: log1p on mark signal, standardization on training rows."""
 
-    uses_gpu = True
-    defaults = {"epochs": 30, "patience": 5, "batch_size": 128, "lr": 0.002, "hidden": 64, "weight_decay": 1e-4}
+    use_profile = False
 
-    def __init__(self, params: dict, seed: int, checkpoint: Path | None = None, device: str = "cpu"):
-        super().__init__(params, seed, checkpoint, device)
-        self.device = torch.device(device)
+    def prepare(self, train: PairData) -> None:
+        marks = set(column_groups(train.columns)["marks"])
+        self.context_cols = [c for c in train.columns if c in marks]
+        self.locus_cols = [c for c in train.columns if c not in marks]
+        self.use_seq = train.seq is not None and not self.params.get("no_sequence", False)
+        table = self.transform_table(train)
+        self.mean, self.std = table.mean(axis=0), table.std(axis=0) + 1e-6
+        self.has_profile = self.use_profile and train.profile is not None and train.profile.shape[1] > 0
+        if self.has_profile:
+            prof = np.log1p(np.maximum(train.profile, 0))
+            self.p_mean, self.p_std = prof.mean(axis=(0, 2))[:, None], prof.std(axis=(0, 2))[:, None] + 1e-6
 
-    def tensors(self, data: PairData) -> tuple[torch.Tensor, torch.Tensor | None]:
-        table = torch.from_numpy(((data.table - self.mean) / self.std).astype(np.float32)).to(self.device)
-        seq = None if (data.seq is None or not self.use_seq) else onehot(data.seq).to(self.device)
-        return table, seq
+    def transform_table(self, data: PairData) -> np.ndarray:
+        # marks are non-negative signal with heavy tails: log1p before standardizing
+        context = np.log1p(np.maximum(data.select(self.context_cols), 0))
+        return np.hstack([data.select(self.locus_cols), context]).astype(np.float64)
 
-    def fit(self, train: PairData, val: PairData) -> Model:
-        torch.manual_seed(self.seed)
-        self.mean = train.table.mean(axis=0)
-        self.std = train.table.std(axis=0) + 1e-6
-        self.use_seq = train.seq is not None
+    def tensors(self, data: PairData) -> dict[str, torch.Tensor]:
+        table = ((self.transform_table(data) - self.mean) / self.std).astype(np.float32)
+        k = len(self.locus_cols)
+        out = {
+            "locus": torch.from_numpy(np.ascontiguousarray(table[:, :k])),
+            "context": torch.from_numpy(np.ascontiguousarray(table[:, k:])),
+            "y": torch.from_numpy(data.y),
+            "env": torch.from_numpy(self.env_index(data)),
+        }
+        if self.has_profile:
+            out["profile"] = torch.from_numpy(
+                ((np.log1p(np.maximum(data.profile, 0)) - self.p_mean) / self.p_std).astype(np.float32)
+            )
+        if self.use_seq:
+            out["seq"] = torch.from_numpy(np.ascontiguousarray(data.seq, dtype=np.uint8))
+        return {k: v.to(self.device) for k, v in out.items()}
+
+
+class EpiNetSmall(EpiNetBase):
+    """MLP over the standardized tabular features (+ sequence tower when sequence exists)."""
+
+    defaults = TorchModel.defaults | {"epochs": 30, "patience": 5, "batch_size": 128, "hidden": 64, "dropout": 0.1}
+
+    def build(self, train: PairData) -> nn.Module:
         p = self.params
-        self.net = EpiNetSmallModule(train.table.shape[1], int(p["hidden"]), self.use_seq).to(self.device)
-        opt = torch.optim.AdamW(self.net.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
-        state = {"epoch": 0, "best_loss": np.inf, "best_state": None, "bad": 0}
-        if self.checkpoint is not None and Path(self.checkpoint).exists():
-            saved = torch.load(self.checkpoint, weights_only=False)
-            self.net.load_state_dict(saved["net"])
-            opt.load_state_dict(saved["opt"])
-            state = saved["state"]
-            log.info("resumed %s at epoch %d", self.checkpoint, state["epoch"])
-        xt, st = self.tensors(train)
-        yt = torch.from_numpy(train.y).to(self.device)
-        xv, sv = self.tensors(val)
-        yv = torch.from_numpy(val.y).to(self.device)
-        pos_weight = torch.tensor((1 - train.y.mean()) / max(train.y.mean(), 1e-6), device=self.device)
-        loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-        while state["epoch"] < int(p["epochs"]) and state["bad"] < int(p["patience"]):
-            self.net.train()
-            # the permutation depends only on (seed, epoch): a resumed run sees the same batches
-            order = torch.from_numpy(np.random.default_rng([self.seed, state["epoch"]]).permutation(len(train)))
-            for batch in order.split(int(p["batch_size"])):
-                opt.zero_grad()
-                loss = loss_fn(self.net(xt[batch], None if st is None else st[batch]), yt[batch])
-                loss.backward()
-                opt.step()
-            self.net.eval()
-            with torch.no_grad():
-                val_loss = float(loss_fn(self.net(xv, sv), yv))
-            if val_loss < state["best_loss"]:
-                state.update(
-                    best_loss=val_loss, bad=0, best_state={k: v.clone() for k, v in self.net.state_dict().items()}
-                )
-            else:
-                state["bad"] += 1
-            state["epoch"] += 1
-            if self.checkpoint is not None:
-                tmp = Path(str(self.checkpoint) + ".tmp")
-                torch.save({"net": self.net.state_dict(), "opt": opt.state_dict(), "state": state}, tmp)
-                tmp.replace(self.checkpoint)
-        self.net.load_state_dict(state["best_state"])
-        self.epochs_run = state["epoch"]
-        return self
+        tables = {"locus": len(self.locus_cols), "context": len(self.context_cols)}
+        inputs = Inputs(tables, None, SequenceTower() if self.use_seq else None)
+        return FlatModule(inputs, int(p["hidden"]), int(p["hidden"]), float(p["dropout"]))
 
-    def predict(self, data: PairData) -> np.ndarray:
-        self.net.eval()
-        with torch.no_grad():
-            return torch.sigmoid(self.net(*self.tensors(data))).cpu().numpy().astype(np.float64)
 
-    def embed(self, data: PairData) -> np.ndarray:
-        self.net.eval()
-        with torch.no_grad():
-            return self.net.embed(*self.tensors(data)).cpu().numpy()
+class EpiNet(EpiNetBase):
+    """Profile convolutions + table + sequence towers, an embedding, a head; invariance options (0 = off):
+
+    dann (weight of the gradient-reversed cell-line loss), irm (IRMv1 penalty weight), vrex (risk-variance weight),
+    groupdro (group-weight step size), context_swap (fraction of rows given another line's context where labels
+    agree), energy (U_I - R_E head), orthogonality / sparsity (the seed's losses, energy only). Penalties ramp up
+    linearly over `ramp_epochs`.
+    """
+
+    use_profile = True
+    defaults = TorchModel.defaults | {
+        "epochs": 25, "patience": 4, "batch_size": 256, "lr": 0.003, "hidden": 64, "embed_dim": 32,
+        "channels": 16, "dropout": 0.1, "ramp_epochs": 3, "dann": 0.0, "irm": 0.0, "vrex": 0.0,
+        "groupdro": 0.0, "context_swap": 0.0, "energy": False, "orthogonality": 0.0, "sparsity": 0.0,
+    }  # fmt: skip
+
+    def build(self, train: PairData) -> nn.Module:
+        p = self.params
+        hidden, width, dropout = int(p["hidden"]), int(p["embed_dim"]), float(p["dropout"])
+        profile = ProfileTower(train.profile.shape[1], int(p["channels"])) if self.has_profile else None
+        seq = SequenceTower() if self.use_seq else None
+        if p["energy"]:
+            locus = Inputs({"locus": len(self.locus_cols)}, None, seq)
+            context = Inputs({"context": len(self.context_cols)}, profile, None)
+            net = EnergyModule(locus, locus.width, context, context.width, p)
+        else:
+            inputs = Inputs({"locus": len(self.locus_cols), "context": len(self.context_cols)}, profile, seq)
+            net = FlatModule(inputs, hidden, width, dropout)
+        if float(p["dann"]) > 0:
+            net.discriminator = inv.Discriminator(width * (2 if p["energy"] else 1), len(self.env_names))
+        return net
+
+    def prepare(self, train: PairData) -> None:
+        super().prepare(train)
+        if float(self.params["context_swap"]) > 0:
+            self.matches = inv.locus_matches(train.frame)
+            log.info(
+                "context swap: %d of %d rows have an agreeing partner",
+                self.matches[self.matches.agree].recipient.nunique(),
+                len(train),
+            )
+
+    def epoch_data(self, train: PairData, epoch: int) -> PairData:
+        rate = float(self.params["context_swap"])
+        if rate <= 0:
+            return train
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        return inv.context_swap(train, self.matches, self.context_cols, rate, rng)[0]
+
+    def load_extra_state(self, state: dict) -> None:
+        n = len(self.env_names)
+        self.group_weights = state.get("group_weights", torch.full((n,), 1.0 / n)).to(self.device)
+
+    def extra_state(self) -> dict:
+        return {"group_weights": self.group_weights.detach().cpu().clone()}
+
+    def train_loss(self, net: nn.Module, batch: dict, state: dict) -> torch.Tensor:
+        p, n_env = self.params, len(self.env_names)
+        ramp = min(1.0, (state["epoch"] + 1) / max(int(p["ramp_epochs"]), 1))
+        out = net(batch)
+        losses = bce_loss(out["logit"], batch["y"], self.pos_weight, reduction="none")
+        risks, present = inv.per_env_losses(losses, batch["env"], n_env)
+        if float(p["groupdro"]) > 0:
+            self.group_weights = inv.groupdro_update(self.group_weights, risks, present, float(p["groupdro"]))
+            loss = (self.group_weights * risks).sum()
+        else:
+            loss = losses.mean()
+        if float(p["vrex"]) > 0:
+            loss = loss + ramp * float(p["vrex"]) * inv.vrex_penalty(risks, present)
+        if float(p["irm"]) > 0:
+            penalty = inv.irm_penalty(out["logit"], batch["y"], batch["env"], n_env, self.pos_weight)
+            loss = loss + ramp * float(p["irm"]) * penalty
+        if net.discriminator is not None:
+            env_logits = net.discriminator(out["embedding"], ramp * float(p["dann"]))
+            loss = loss + nn.functional.cross_entropy(env_logits.float(), batch["env"])
+        if float(p["orthogonality"]) > 0 and "z_u" in out:
+            loss = loss + float(p["orthogonality"]) * orthogonality_loss(out["z_u"], out["z_r"])
+        if float(p["sparsity"]) > 0:
+            loss = loss + float(p["sparsity"]) * sparsity_loss(out["embedding"])
+        return loss

@@ -1,0 +1,191 @@
+"""Benchmark: the real BENGI study, offline, beside TransEPI on the identical pairs and beside distance alone.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/bengi.py [--workdir DIR] [--data ../shared/data] [--cores 2] [--config KEY=VALUE ...]
+    .venv/bin/python benchmarks/bengi.py --workdir DIR --no-run      # only score a finished run again
+
+1. Copies the workflow into ``--workdir`` (default: a temporary folder) and runs
+   ``snakemake --configfile config/bengi_hg19.yaml --config mirror=DATA`` there: every source comes from the
+   mirror by basename, sha256-checked. Wall time and the peak RSS of the largest job are measured.
+2. For each held-out cell line and model, reads ``results/predictions/{heldout}/{model}.tsv.gz`` (test rows: the
+   held-out line on its fold's chromosomes) and prints AUPR/AUROC
+   * on all test pairs,
+   * on the pairs that TransEPI also scored (matched by chromosome, enhancer start/end and TSS), beside
+     TransEPI's own held-out predictions (``anchors/transepi/*prediction.txt.gz``: strict protocol, trained on
+     GM12878 + HeLa, the same five chromosome folds) on those pairs,
+   * and beside distance alone (score = -distance, no training) on the same rows.
+3. Prints the per-rule peak RSS and run time from Snakemake's benchmark files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from epiflow.metrics import aupr, auroc  # noqa: E402
+
+log = logging.getLogger("bengi")
+WORKFLOW_PARTS = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "pyproject.toml", "resources/report"]
+CONFIG = "config/bengi_hg19.yaml"
+TRANSEPI_GLOB = "anchors/transepi/results_*.HiC-Benchmark.v3.all_strict.prediction.txt.gz"
+MATCH_KEYS = ["chrom", "enhancer_start", "enhancer_end", "tss"]
+
+
+def copy_workflow(dest: Path) -> None:
+    """The workflow's files (no results, caches or venv) into dest."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in WORKFLOW_PARTS:
+        src, out = REPO / part, dest / part
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, out, ignore=ignore, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, out)
+
+
+def run_study(workdir: Path, data: Path, cores: int, extra: list[str]) -> tuple[float, float]:
+    """Run the BENGI config offline in workdir; returns (wall seconds, peak RSS MiB of the largest process)."""
+    # the config's two local paths (chrom sizes, TransEPI anchor) are relative to a run in the repository
+    anchor = f"{{name: TransEPI, heldout: IMR90, source: {next(data.glob(TRANSEPI_GLOB))}, format: transepi}}"
+    config = [
+        f"mirror={data}",
+        f"reference={{chrom_sizes: {data / 'hg19' / 'chrom_sizes.tsv'}}}",
+        f"report={{anchors: [{anchor}]}}",
+        *extra,
+    ]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", CONFIG, "--config", *config]
+    log.info("running in %s: %s", workdir, " ".join(cmd))
+    start = time.monotonic()
+    with open(workdir / "snakemake.log", "w") as out:
+        proc = subprocess.run(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"snakemake failed ({proc.returncode}); see {workdir / 'snakemake.log'}")
+    # ru_maxrss of waited-for descendants: the largest single process (KiB on Linux)
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def read_transepi(path: Path) -> pd.DataFrame:
+    """TransEPI predictions (`true pred chrom enh_name prom_name`, folds concatenated) keyed like epiflow pairs;
+    repeated (enhancer, TSS) rows (several transcripts at one TSS) are averaged."""
+    table = pd.read_csv(path, sep="\t", comment="#", header=None, names=["label", "score", "chrom", "enh", "prom"])
+    enh = table.enh.str.extract(r"^[^:]+:(\d+)-(\d+)").astype(np.int64)
+    prom = table.prom.str.extract(r"^[^:]+:(\d+)-").astype(np.int64)
+    keyed = pd.DataFrame(
+        {"chrom": table.chrom, "enhancer_start": enh[0], "enhancer_end": enh[1], "tss": prom[0]}
+    ).assign(label=table.label, transepi=table.score)
+    return keyed.groupby(MATCH_KEYS, as_index=False).agg(label=("label", "max"), transepi=("transepi", "mean"))
+
+
+def test_predictions(workdir: Path, heldout: str, model: str) -> pd.DataFrame:
+    """Test rows of one model's predictions, with the pair coordinates (from results/pairs) needed for matching."""
+    pred = pd.read_csv(workdir / "results" / "predictions" / heldout / f"{model}.tsv.gz", sep="\t")
+    pred = pred[pred["split"] == "test"] if "split" in pred else pred[pred["cell_line"] == heldout]
+    pairs = pd.read_csv(workdir / "results" / "pairs" / f"{heldout}.tsv.gz", sep="\t")
+    return pred[["pair_id", "label", "score"]].merge(
+        pairs[["pair_id", "distance", *MATCH_KEYS]], on="pair_id", validate="one_to_one"
+    )
+
+
+def score_rows(heldout: str, model: str, pred: pd.DataFrame, transepi: pd.DataFrame | None) -> list[dict]:
+    """AUPR/AUROC of the model on all test pairs and, where TransEPI scored the held-out line, on the matched
+    pairs beside TransEPI; distance alone (-distance) on the same rows each time."""
+    rows = [_metrics(heldout, model, "all test pairs", pred.label, pred.score, None, pred.distance)]
+    if transepi is not None:
+        both = pred.merge(transepi, on=MATCH_KEYS, suffixes=("", "_transepi"))
+        disagree = int((both.label != both.label_transepi).sum())
+        if disagree:
+            log.warning("%s: %d matched pairs with different labels in TransEPI's file", heldout, disagree)
+        subset = f"matched TransEPI ({len(both)}/{len(transepi)})"
+        rows.append(_metrics(heldout, model, subset, both.label, both.score, both.transepi, both.distance))
+    return rows
+
+
+def _ranks(score) -> np.ndarray:
+    """Scores as ranks in (0, 1] (ties share a rank): same AUPR/AUROC, and in the range epiflow.metrics expects."""
+    return rankdata(np.asarray(score, dtype=float)) / len(score)
+
+
+def _metrics(heldout, model, subset, y, score, transepi, distance) -> dict:
+    y = np.asarray(y)
+    row = {"heldout": heldout, "model": model, "pairs": subset, "n": len(y), "n_pos": int(y.sum())}
+    row |= {"aupr": aupr(y, _ranks(score)), "auroc": auroc(y, _ranks(score))}
+    if transepi is not None:
+        row |= {"transepi_aupr": aupr(y, _ranks(transepi)), "transepi_auroc": auroc(y, _ranks(transepi))}
+    closer = _ranks(-np.asarray(distance))  # distance alone: the nearer pair scores higher
+    return row | {"distance_aupr": aupr(y, closer), "distance_auroc": auroc(y, closer)}
+
+
+def rule_resources(workdir: Path) -> pd.DataFrame:
+    """Per rule: jobs, summed and largest run time (s) and largest max_rss (MiB) from Snakemake benchmark files."""
+    rows = []
+    for path in sorted((workdir / "benchmarks").glob("**/*.tsv")):
+        bench = pd.read_csv(path, sep="\t")
+        rows.append({"rule": path.relative_to(workdir / "benchmarks").parts[0], "s": bench.s.iloc[0]})
+        rows[-1]["max_rss"] = pd.to_numeric(bench.max_rss, errors="coerce").iloc[0]
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    return frame.groupby("rule").agg(
+        jobs=("s", "size"), total_s=("s", "sum"), max_s=("s", "max"), max_rss_mib=("max_rss", "max")
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, help="run folder (default: a temporary one, removed afterwards)")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="the offline mirror")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--config", nargs="*", default=[], help="extra snakemake --config KEY=VALUE overrides")
+    parser.add_argument("--no-run", action="store_true", help="score an already finished run in --workdir")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data = args.data.resolve()
+    with tempfile.TemporaryDirectory(prefix="bengi-") as tmp:
+        workdir = (args.workdir or Path(tmp)).resolve()
+        if not args.no_run:
+            workdir.mkdir(parents=True, exist_ok=True)
+            copy_workflow(workdir)
+            wall, rss = run_study(workdir, data, args.cores, args.config)
+            print(f"wall time {wall:.0f} s ({wall / 60:.1f} min) on {args.cores} cores; peak RSS {rss:.0f} MiB")
+        report(workdir, data)
+
+
+def report(workdir: Path, data: Path) -> None:
+    """Print the comparison table and per-rule resources of a finished run."""
+    anchor_files = {p.name.split("_")[1].split(".")[0]: p for p in sorted(data.glob(TRANSEPI_GLOB))}
+    anchors = {heldout: read_transepi(path) for heldout, path in anchor_files.items()}
+    rows = []
+    for path in sorted((workdir / "results" / "predictions").glob("*/*.tsv.gz")):
+        heldout, model = path.parent.name, path.name.removesuffix(".tsv.gz")
+        rows += score_rows(heldout, model, test_predictions(workdir, heldout, model), anchors.get(heldout))
+    table = pd.DataFrame(rows)
+    summary = workdir / "results" / "metrics" / "summary.tsv"
+    if summary.exists():  # the workflow's own number: AUPR of the calibrated, label-shift corrected `prob`
+        test = pd.read_csv(summary, sep="\t").query("split == 'test'")
+        table = table.merge(test[["heldout", "model", "aupr"]].rename(columns={"aupr": "summary_aupr"}), how="left")
+    pd.set_option("display.width", 250)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for heldout, path in anchor_files.items():
+        raw = pd.read_csv(path, sep="\t", comment="#", header=None, usecols=[0, 1])
+        print(f"TransEPI {heldout}, all {len(raw)} rows of {path.name}: AUPR {aupr(raw[0], raw[1]):.3f}")
+    print(rule_resources(workdir).to_string(float_format=lambda v: f"{v:.0f}"))
+
+
+if __name__ == "__main__":
+    main()

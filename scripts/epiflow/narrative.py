@@ -1,0 +1,364 @@
+"""The reflection narrative: findings derived from the measured numbers by explicit rules, then ranked next steps.
+
+Each rule is a small function over `Facts` (the report's tables) with its threshold in the RULES table. A fired rule
+returns Findings; each cites the numbers it rests on (`values`) and the figure/table anchors of the report
+(`cites`), and has a `strength` (how far past its threshold, >= 1) that ranks the next steps it points to.
+The wording lives in resources/report/messages/<language>.yaml; this module only decides what is true.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+BASELINES = ("distance", "abc", "propensity")  # models that are references, not candidates
+
+
+@dataclass
+class Facts:
+    """The report's tables. summary: one row per heldout x model (summary_table); the others may be empty.
+
+    diagnostics: heldout, model, domain_probe_accuracy, domain_probe_chance, separation_train, separation_test,
+    sharpness_relative, spurious_share, spurious_groups; leakage: heldout, model, share_either, aupr_seen,
+    aupr_unseen; shift: heldout, feature, w1_raw, w1_normalized; distance: heldout, model, bin, lift;
+    calibration: heldout, model, fold, val_prior, test_prior_estimate, test_prior_true; anchors: heldout, anchor,
+    scorer, n, aupr.
+    """
+
+    summary: pd.DataFrame
+    diagnostics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    leakage: pd.DataFrame = field(default_factory=pd.DataFrame)
+    shift: pd.DataFrame = field(default_factory=pd.DataFrame)
+    distance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
+    anchors: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+@dataclass
+class Finding:
+    rule: str
+    subject: str  # "lineD / gbm" or "lineD"
+    values: dict
+    cites: list[str]
+    strength: float
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    threshold: float
+    check: Callable[[Facts, float], list[Finding]]
+    next_step: str | None  # None: the finding rules a hypothesis out and points to no step
+
+
+def _finite(*values) -> bool:
+    return all(v is not None and isinstance(v, int | float | np.floating) and math.isfinite(v) for v in values)
+
+
+def _candidates(table: pd.DataFrame) -> pd.DataFrame:
+    return table[~table.model.isin(BASELINES)] if "model" in table else table
+
+
+def _joined(facts: Facts, other: pd.DataFrame) -> pd.DataFrame:
+    """Candidate summary rows joined with another heldout x model table (empty when it is)."""
+    if other.empty:
+        return other
+    return _candidates(facts.summary).merge(other, on=["heldout", "model"], suffixes=("", "_other"))
+
+
+# ---- the rules ----------------------------------------------------------------------------------------------------
+def generalization_gap(facts: Facts, t: float) -> list[Finding]:
+    """train AUPR - test AUPR >= t."""
+    out = []
+    for r in _candidates(facts.summary).itertuples():
+        if _finite(r.gap) and r.gap >= t:
+            values = {"gap": r.gap, "train": r.aupr_train, "val": r.aupr_val, "test": r.aupr_test}
+            out.append(
+                Finding("generalization_gap", f"{r.heldout} / {r.model}", values, ["fig-gap", "tab-summary"], r.gap / t)
+            )
+    return out
+
+
+def encodes_cell_line(facts: Facts, t: float) -> list[Finding]:
+    """gap >= 0.10 and the domain probe beats chance by >= t on the embedding."""
+    out = []
+    for r in _joined(facts, facts.diagnostics).itertuples():
+        excess = r.domain_probe_accuracy - r.domain_probe_chance if _finite(r.domain_probe_accuracy) else math.nan
+        if _finite(r.gap, excess) and r.gap >= 0.10 and excess >= t:
+            values = {"gap": r.gap, "probe": r.domain_probe_accuracy, "chance": r.domain_probe_chance}
+            out.append(
+                Finding("encodes_cell_line", f"{r.heldout} / {r.model}", values, ["tab-diagnostics"], excess / t)
+            )
+    return out
+
+
+def threshold_shift(facts: Facts, t: float) -> list[Finding]:
+    """The test's best-F1 threshold differs from the validated one by a factor >= t and costs >= 0.05 F1."""
+    out = []
+    for r in _candidates(facts.summary).itertuples():
+        if not _finite(r.threshold, r.oracle_threshold, r.f1, r.oracle_f1) or min(r.threshold, r.oracle_threshold) <= 0:
+            continue
+        factor = max(r.threshold / r.oracle_threshold, r.oracle_threshold / r.threshold)
+        if factor >= t and r.oracle_f1 - r.f1 >= 0.05:
+            values = {"oracle": r.oracle_threshold, "chosen": r.threshold, "f1": r.f1, "oracle_f1": r.oracle_f1}
+            cites = [f"fig-threshold-{r.heldout}", "tab-summary"]
+            out.append(Finding("threshold_shift", f"{r.heldout} / {r.model}", values, cites, factor / t))
+    return out
+
+
+def prior_misestimate(facts: Facts, t: float) -> list[Finding]:
+    """The EM estimate of the held-out positive rate is off from the true rate by >= t (relative)."""
+    if facts.calibration.empty:
+        return []
+    cal = facts.calibration.groupby(["heldout", "model"], as_index=False)[
+        ["val_prior", "test_prior_estimate", "test_prior_true"]
+    ].mean()
+    out = []
+    for r in _candidates(cal).itertuples():
+        if not _finite(r.test_prior_estimate, r.test_prior_true) or r.test_prior_true <= 0:
+            continue
+        error = abs(r.test_prior_estimate - r.test_prior_true) / r.test_prior_true
+        if error >= t:
+            values = {"estimate": r.test_prior_estimate, "true": r.test_prior_true, "val": r.val_prior}
+            out.append(Finding("prior_misestimate", f"{r.heldout} / {r.model}", values, ["tab-calibration"], error / t))
+    return out
+
+
+def calibration_error(facts: Facts, t: float) -> list[Finding]:
+    """Test ECE after calibration >= t."""
+    out = []
+    for r in _candidates(facts.summary).itertuples():
+        if _finite(r.ece) and r.ece >= t:
+            values = {"ece": r.ece, "ece_raw": r.ece_raw}
+            out.append(
+                Finding(
+                    "calibration_error", f"{r.heldout} / {r.model}", values, [f"fig-reliability-{r.heldout}"], r.ece / t
+                )
+            )
+    return out
+
+
+def precision_recall_imbalance(facts: Facts, t: float) -> list[Finding]:
+    """|precision - recall| >= t at the validated threshold on test."""
+    out = []
+    for r in _candidates(facts.summary).itertuples():
+        if _finite(r.precision, r.recall) and abs(r.precision - r.recall) >= t:
+            values = {"precision": r.precision, "recall": r.recall, "threshold": r.threshold}
+            strength = abs(r.precision - r.recall) / t
+            out.append(
+                Finding("precision_recall_imbalance", f"{r.heldout} / {r.model}", values, ["tab-summary"], strength)
+            )
+    return out
+
+
+def locus_leakage(facts: Facts, t: float) -> list[Finding]:
+    """Share of test pairs whose enhancer or promoter is in the fold's training pool >= t."""
+    out = []
+    for r in _candidates(facts.leakage).itertuples() if not facts.leakage.empty else []:
+        if _finite(r.share_either) and r.share_either >= t:
+            values = {"share": r.share_either, "aupr_seen": r.aupr_seen, "aupr_unseen": r.aupr_unseen}
+            out.append(
+                Finding("locus_leakage", f"{r.heldout} / {r.model}", values, ["tab-leakage"], r.share_either / t)
+            )
+    return out
+
+
+def no_better_than_distance(facts: Facts, t: float) -> list[Finding]:
+    """A candidate's test AUPR is less than t above the distance baseline's."""
+    s = facts.summary
+    base = s[s.model == "distance"].set_index("heldout")["aupr_test"]
+    out = []
+    for r in _candidates(s).itertuples():
+        if r.heldout in base.index and _finite(r.aupr_test, base[r.heldout]) and r.aupr_test - base[r.heldout] < t:
+            values = {"aupr": r.aupr_test, "distance": base[r.heldout]}
+            strength = 1 + (t - (r.aupr_test - base[r.heldout])) / t
+            out.append(
+                Finding("no_better_than_distance", f"{r.heldout} / {r.model}", values, ["tab-summary"], strength)
+            )
+    return out
+
+
+def distance_only(facts: Facts, t: float) -> list[Finding]:
+    """Mean within-distance-bin lift (AUPR / positive rate) < t: little beyond distance is ranked."""
+    if facts.distance.empty:
+        return []
+    lift = facts.distance.groupby(["heldout", "model"], as_index=False)["lift"].mean()
+    out = []
+    for r in _candidates(lift).itertuples():
+        if _finite(r.lift) and r.lift < t:
+            cites = [f"fig-distance-{r.heldout}"]
+            out.append(
+                Finding("distance_only", f"{r.heldout} / {r.model}", {"lift": r.lift}, cites, t / max(r.lift, 1e-6))
+            )
+    return out
+
+
+def feature_shift(facts: Facts, t: float) -> list[Finding]:
+    """Features whose W1 after per-line normalization >= t (in SD units): a change of shape, not only scale."""
+    out = []
+    for heldout, rows in facts.shift.groupby("heldout") if not facts.shift.empty else []:
+        hit = rows[rows.w1_normalized >= t].sort_values("w1_normalized", ascending=False)
+        if len(hit):
+            top = hit.iloc[0]
+            values = {"features": ", ".join(hit.feature.head(3)), "n": len(hit), "w1": top.w1_normalized}
+            out.append(Finding("feature_shift", heldout, values, [f"fig-shift-{heldout}"], top.w1_normalized / t))
+    return out
+
+
+def batch_shift(facts: Facts, t: float) -> list[Finding]:
+    """Median raw W1 across features >= t while normalization removes most of it: a per-line scale (batch) shift."""
+    out = []
+    for heldout, rows in facts.shift.groupby("heldout") if not facts.shift.empty else []:
+        raw, norm = rows.w1_raw.median(), rows.w1_normalized.median()
+        if raw >= t and norm <= 0.5 * raw:
+            out.append(
+                Finding("batch_shift", heldout, {"raw": raw, "normalized": norm}, [f"fig-shift-{heldout}"], raw / t)
+            )
+    return out
+
+
+def _rho(row) -> float:
+    """The relative perturbation size the sharpness was measured at (diagnostics.SHARPNESS_RHO when not recorded)."""
+    rho = getattr(row, "sharpness_rho", math.nan)
+    return rho if _finite(rho) else 0.05
+
+
+def sharp_minimum(facts: Facts, t: float) -> list[Finding]:
+    """Relative training-loss increase under random weight perturbations >= t."""
+    out = []
+    for r in _joined(facts, facts.diagnostics).itertuples() if not facts.diagnostics.empty else []:
+        if _finite(r.sharpness_relative) and r.sharpness_relative >= t:
+            values = {"sharpness": r.sharpness_relative, "gap": r.gap, "rho": _rho(r)}
+            out.append(
+                Finding(
+                    "sharp_minimum", f"{r.heldout} / {r.model}", values, ["tab-diagnostics"], r.sharpness_relative / t
+                )
+            )
+    return out
+
+
+def flat_minimum(facts: Facts, t: float) -> list[Finding]:
+    """gap >= 0.10 yet the relative loss increase under weight perturbation < t: sharpness does not explain the gap
+    (the seed's sharp-minimum hypothesis, measured and not supported)."""
+    out = []
+    for r in _joined(facts, facts.diagnostics).itertuples() if not facts.diagnostics.empty else []:
+        if _finite(r.sharpness_relative, r.gap) and r.gap >= 0.10 and r.sharpness_relative < t:
+            values = {"sharpness": r.sharpness_relative, "gap": r.gap, "rho": _rho(r)}
+            strength = 1 + (t - max(r.sharpness_relative, 0.0)) / t
+            out.append(Finding("flat_minimum", f"{r.heldout} / {r.model}", values, ["tab-diagnostics"], strength))
+    return out
+
+
+def geometry_collapse(facts: Facts, t: float) -> list[Finding]:
+    """Class separation in the embedding on test <= t x the separation on train."""
+    out = []
+    for r in _joined(facts, facts.diagnostics).itertuples() if not facts.diagnostics.empty else []:
+        if _finite(r.separation_train, r.separation_test) and r.separation_train > 0:
+            ratio = r.separation_test / r.separation_train
+            if ratio <= t:
+                values = {"train": r.separation_train, "test": r.separation_test, "ratio": ratio}
+                cites = ["tab-diagnostics"]
+                out.append(
+                    Finding("geometry_collapse", f"{r.heldout} / {r.model}", values, cites, t / max(ratio, 1e-6))
+                )
+    return out
+
+
+def spurious_reliance(facts: Facts, t: float) -> list[Finding]:
+    """Share of permutation importance on the named spurious columns >= t."""
+    out = []
+    for r in _joined(facts, facts.diagnostics).itertuples() if not facts.diagnostics.empty else []:
+        if _finite(r.spurious_share) and r.spurious_share >= t:
+            values = {"share": r.spurious_share, "columns": ", ".join(r.spurious_groups or [])}
+            out.append(
+                Finding(
+                    "spurious_reliance", f"{r.heldout} / {r.model}", values, ["tab-diagnostics"], r.spurious_share / t
+                )
+            )
+    return out
+
+
+def anchor_gap(facts: Facts, t: float) -> list[Finding]:
+    """An external anchor and the best candidate differ by >= t AUPR on identical pairs."""
+    out = []
+    for (heldout, anchor), rows in facts.anchors.groupby(["heldout", "anchor"]) if not facts.anchors.empty else []:
+        own = rows[rows.scorer == anchor]
+        models = _candidates(rows.rename(columns={"scorer": "model"}))
+        models = models[models.model != anchor].dropna(subset=["aupr"])
+        if own.empty or models.empty or not _finite(own.aupr.iloc[0]):
+            continue
+        best = models.loc[models.aupr.idxmax()]
+        diff = float(best.aupr - own.aupr.iloc[0])
+        if abs(diff) >= t:
+            values = {"anchor": anchor, "anchor_aupr": own.aupr.iloc[0], "model": best.model, "aupr": best.aupr}
+            values |= {"n": int(own.n.iloc[0]), "diff": diff}
+            out.append(Finding("anchor_gap", heldout, values, ["tab-anchors"], abs(diff) / t))
+    return out
+
+
+RULES = (
+    Rule("generalization_gap", 0.10, generalization_gap, "regularize"),
+    Rule("encodes_cell_line", 0.25, encodes_cell_line, "invariance"),
+    Rule("spurious_reliance", 0.20, spurious_reliance, "invariance"),
+    Rule("threshold_shift", 2.0, threshold_shift, "recalibrate"),
+    Rule("prior_misestimate", 0.5, prior_misestimate, "recalibrate"),
+    Rule("calibration_error", 0.10, calibration_error, "recalibrate"),
+    Rule("precision_recall_imbalance", 0.30, precision_recall_imbalance, "threshold_rule"),
+    Rule("locus_leakage", 0.05, locus_leakage, "split"),
+    Rule("no_better_than_distance", 0.02, no_better_than_distance, "topology"),
+    Rule("distance_only", 1.5, distance_only, "topology"),
+    Rule("batch_shift", 1.0, batch_shift, "normalize"),
+    Rule("feature_shift", 0.3, feature_shift, "invariance"),
+    Rule("sharp_minimum", 0.5, sharp_minimum, "regularize"),
+    Rule("flat_minimum", 0.10, flat_minimum, None),  # a hypothesis refuted: it points to no step
+    Rule("geometry_collapse", 0.7, geometry_collapse, "regularize"),
+    Rule("anchor_gap", 0.02, anchor_gap, "architecture"),
+)
+
+
+# ---- narrative ----------------------------------------------------------------------------------------------------
+def findings(facts: Facts, rules=RULES) -> list[Finding]:
+    """Every fired rule's findings, strongest first within each rule (rules keep their table order)."""
+    out = []
+    for rule in rules:
+        out.extend(sorted(rule.check(facts, rule.threshold), key=lambda f: -f.strength))
+    return out
+
+
+def next_steps(found: list[Finding], rules=RULES) -> list[dict]:
+    """Next steps ranked by the strongest evidence pointing to them: step, strength, rules (that fired)."""
+    step_of = {r.key: r.next_step for r in rules}
+    steps: dict[str, dict] = {}
+    for f in found:
+        if step_of[f.rule] is None:
+            continue
+        s = steps.setdefault(step_of[f.rule], {"step": step_of[f.rule], "strength": 0.0, "rules": []})
+        s["strength"] = max(s["strength"], f.strength)
+        if f.rule not in s["rules"]:
+            s["rules"].append(f.rule)
+    return sorted(steps.values(), key=lambda s: -s["strength"])
+
+
+def load_messages(language: str, directory: str | Path) -> dict:
+    """Message templates of `language` over the English ones (a missing key falls back to English)."""
+    directory = Path(directory)
+    english = yaml.safe_load((directory / "en.yaml").read_text(encoding="utf-8"))
+    if language == "en":
+        return english
+    local = yaml.safe_load((directory / f"{language}.yaml").read_text(encoding="utf-8"))
+    return {section: english.get(section, {}) | local.get(section, {}) for section in english}
+
+
+def render_findings(found: list[Finding], messages: dict) -> list[dict]:
+    """Findings as text: rule, subject, text (template filled with the cited numbers), cites, strength."""
+    out = []
+    for f in found:
+        text = messages["findings"][f.rule].format(subject=f.subject, **f.values)
+        out.append({"rule": f.rule, "subject": f.subject, "text": text, "cites": f.cites, "strength": f.strength})
+    return out

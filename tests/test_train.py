@@ -1,0 +1,111 @@
+"""The training protocol: folds, validation lines, leakage guards, and the calibrate stage that follows it."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from epiflow.errors import LeakageError
+from epiflow.evaluate import calibrate_scores, split_metrics
+from epiflow.metrics import aupr
+from epiflow.models import PairData
+from epiflow.train import assert_no_leakage, check_cell_line, run_heldout
+
+CHROMS = ["chr1", "chr2", "chr3", "chr4"]
+CFG = {
+    "methods": ["platt", "isotonic"],
+    "label_shift": "em",
+    "threshold": {"rule": "f1", "target": None},
+    "ece_bins": 10,
+}
+
+
+def synthetic_line(line: str, n: int, rng: np.random.Generator, shift: float = 0.0) -> PairData:
+    """Pairs whose label depends on feature 0 and on distance; `shift` adds a cell-line batch offset."""
+    signal = rng.standard_normal(n)
+    distance = np.exp(rng.uniform(np.log(5e3), np.log(5e5), n))
+    logit = 2.0 * signal - 2.5 * (np.log10(distance) - 4) - 1.0
+    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    frame = pd.DataFrame(
+        {
+            "pair_id": [f"{line}-{i}" for i in range(n)],
+            "cell_line": line,
+            "chrom": rng.choice(CHROMS, n),
+            "label": label,
+            "distance": distance.astype(int),
+        }
+    )
+    table = np.column_stack([signal + shift, rng.standard_normal(n), np.log10(distance)]).astype(np.float32)
+    return PairData(frame, table, ["mark_enhancer", "noise", "log_distance"])
+
+
+@pytest.fixture(scope="module")
+def lines():
+    rng = np.random.default_rng(0)
+    return {c: synthetic_line(c, 400, rng) for c in ["A", "B", "C", "D"]}
+
+
+def test_run_heldout_splits_and_folds(lines):
+    folds = [["chr1", "chr2"], ["chr3", "chr4"]]
+    scores, info = run_heldout(lines, "A", ["B", "C", "D"], folds, "gbm", {"max_iter": 20}, seed=0)
+    assert set(scores.split) == {"train", "val", "test"}
+    fitted = scores[scores.split != "test"]
+    assert not (fitted.cell_line == "A").any()
+    for f, chroms in enumerate(folds):
+        assert not fitted[(fitted.fold == f) & fitted.chrom.isin(chroms)].shape[0]
+        test = scores[(scores.split == "test") & (scores.fold == f)]
+        assert test.chrom.isin(chroms).all() and (test.cell_line == "A").all()
+    # every held-out pair is scored exactly once, by the fold holding its chromosome
+    assert scores[scores.split == "test"].pair_id.is_unique
+    assert len(scores[scores.split == "test"]) == len(lines["A"])
+    # each validation row comes from the model that did not train on its cell line
+    assert len(info["fits"]) == 2 * 3
+    test = scores[scores.split == "test"]
+    assert aupr(test.label, test.score) > test.label.mean() + 0.2
+
+
+def test_models_beat_chance(lines):
+    for model, params in (("distance", {}), ("gbm", {"max_iter": 20}), ("epinet_small", {"epochs": 5})):
+        scores, _ = run_heldout(lines, "A", ["B", "C"], None, model, params, seed=0)
+        test = scores[scores.split == "test"]
+        assert aupr(test.label, test.score) > test.label.mean() + 0.05, model
+
+
+def test_leakage_guards(lines):
+    with pytest.raises(LeakageError, match="own training lines"):
+        run_heldout(lines, "A", ["A", "B"], None, "distance", {}, seed=0)
+    frame = pd.DataFrame({"pair_id": ["p"], "cell_line": ["B"], "chrom": ["chr3"]})
+    with pytest.raises(LeakageError, match="test-fold chromosomes"):
+        assert_no_leakage(frame, "A", ["chr3"], "pool")
+    assert_no_leakage(frame, "A", ["chr1"], "pool")
+
+
+def test_injected_heldout_row_in_training_table_is_caught(lines):
+    injected = lines["A"].frame.iloc[[0]].copy()
+    frame = pd.concat([lines["B"].frame, injected], ignore_index=True)
+    with pytest.raises(LeakageError, match=r"B.*row 401.*'A'"):
+        check_cell_line(frame, "B", "results/pairs/B.tsv.gz")
+
+
+def test_same_inputs_same_scores(lines):
+    a, _ = run_heldout(lines, "A", ["B", "C"], None, "epinet_small", {"epochs": 3}, seed=3)
+    b, _ = run_heldout(lines, "A", ["B", "C"], None, "epinet_small", {"epochs": 3}, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_calibration_never_reads_test_labels(lines):
+    """Flipping every held-out label changes neither the calibrated probabilities nor the threshold."""
+    scores, _ = run_heldout(
+        lines, "A", ["B", "C", "D"], [["chr1", "chr2"], ["chr3", "chr4"]], "gbm", {"max_iter": 20}, 0
+    )
+    folds = [["chr1", "chr2"], ["chr3", "chr4"]]
+    pred, notes, _ = calibrate_scores(scores, "A", folds, CFG)
+    flipped = scores.copy()
+    is_test = flipped.split == "test"
+    flipped.loc[is_test, "label"] = 1 - flipped.loc[is_test, "label"]
+    pred2, notes2, _ = calibrate_scores(flipped, "A", folds, CFG)
+    np.testing.assert_array_equal(pred.prob.to_numpy(), pred2.prob.to_numpy())
+    assert [n["threshold"] for n in notes] == [n["threshold"] for n in notes2]
+    assert [n["test_prior_estimate"] for n in notes] == [n["test_prior_estimate"] for n in notes2]
+    metrics = split_metrics(pred, 10)
+    assert set(metrics.split) == {"train", "val", "test"}
+    assert {"aupr", "ece", "ece_raw", "threshold", "f1", "oracle_f1"} <= set(metrics.columns)
