@@ -10,7 +10,7 @@ rule train_model:
     benchmark:
         "benchmarks/train/{heldout}/{model}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/train-cuda.yaml" if config["train"]["cuda_env"] else "../envs/train.yaml"
     threads: 1
     resources:
         gpu=lambda wc: config["train"]["gpu"] if model_uses_gpu(wc.model) else 0,

@@ -20,6 +20,7 @@ if sm.params.format == "bedpe":
     peaks = read_peaks(sm.input.peaks, sm.params.peak_format, known_chroms=known, chrom_map=chrom_map)
     frame = pairs_from_loops(loops, tss, peaks, cell, sm.params.from_loops)
 else:
-    frame = read_pairs(sm.input.source, sm.params.format, cell, known_chroms=known, chrom_map=chrom_map)
+    # chrom sizes (not just names) let the reader report coordinates past a chromosome end with their file line
+    frame = read_pairs(sm.input.source, sm.params.format, cell, known_chroms=sizes, chrom_map=chrom_map)
 pairs = finalize_pairs(frame, cell, sm.params.chrom_folds, sizes, sm.input.source)
 pairs.to_csv(sm.output[0], sep="\t", index=False)

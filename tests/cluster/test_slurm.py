@@ -89,8 +89,8 @@ def copy_workflow(destination):
 
 
 def reset_outputs(workdir):
-    """Remove everything a run wrote, so the next run starts from scratch."""
-    for name in ["results", "logs", "benchmarks", ".snakemake"]:
+    """Remove everything a run wrote (the simulated demo inputs too), so the next run starts from scratch."""
+    for name in ["results", "logs", "benchmarks", ".snakemake", "resources/demo"]:
         shutil.rmtree(workdir / name, ignore_errors=True)
 
 
