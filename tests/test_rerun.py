@@ -1,0 +1,48 @@
+"""Rerunning parts of a finished demo run: what Snakemake would run again (dry runs on the `demo_run` directory)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from conftest import run_snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def planned_jobs(workdir, *args) -> dict[str, int]:
+    """Rule -> number of jobs a dry run (-n) would execute in workdir."""
+    proc = run_snakemake(workdir, "-n", *args)
+    stats = proc.stdout.split("Job stats:")[-1] if "Job stats:" in proc.stdout else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+
+
+def test_finished_run_has_nothing_to_do(demo_run):
+    assert planned_jobs(demo_run) == {}
+
+
+def test_one_heldout_line_one_model_by_target_path(demo_run):
+    jobs = planned_jobs(demo_run, "results/predictions/lineD/gbm.tsv.gz", "--forcerun", "train_model")
+    assert jobs == {"train_model": 1, "calibrate_model": 1}
+
+
+def test_forcerun_train_until_train(demo_run):
+    jobs = planned_jobs(demo_run, "--forcerun", "train_model", "--until", "train_model")
+    cfg = yaml.safe_load((demo_run / "config/config.yaml").read_text())
+    assert jobs == {"train_model": len(cfg["protocol"]["test"]) * len(cfg["models"])}
+
+
+def test_changed_hyper_parameter_reruns_only_that_model(demo_run, tmp_path):
+    cfg = yaml.safe_load((demo_run / "config/config.yaml").read_text())
+    params = cfg["model_params"]
+    params["gbm"] = params["gbm"] | {"max_iter": params["gbm"]["max_iter"] + 1}
+    override = tmp_path / "gbm.yaml"
+    override.write_text(yaml.safe_dump({"model_params": params}))
+    jobs = planned_jobs(demo_run, "--configfile", str(demo_run / "config/config.yaml"), str(override))
+    n_lines = len(cfg["protocol"]["test"])
+    assert jobs["train_model"] == n_lines and jobs["calibrate_model"] == n_lines
+    proc = run_snakemake(demo_run, "-n", "--configfile", str(demo_run / "config/config.yaml"), str(override))
+    trained = set(re.findall(r"results/scores/\w+/(\w+)\.tsv\.gz", proc.stdout))
+    assert trained == {"gbm"}
