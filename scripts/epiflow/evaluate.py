@@ -158,7 +158,10 @@ def calibrate_scores(
 
 
 def split_metrics(pred: pd.DataFrame, n_bins: int) -> pd.DataFrame:
-    """Metrics per split at each row's own fold threshold; threshold column = mean of the fold thresholds."""
+    """Metrics per split at each row's own fold threshold; threshold column = mean of the fold thresholds.
+
+    aupr/auroc rank the raw scores; brier, ece, logloss, precision, recall and f1 use the calibrated `prob`.
+    """
     rows = []
     for split in ("train", "val", "test"):
         part = pred[pred.split == split]
@@ -166,6 +169,10 @@ def split_metrics(pred: pd.DataFrame, n_bins: int) -> pd.DataFrame:
             continue
         y, p, t = part.label.to_numpy(), part.prob.to_numpy(), part.threshold.to_numpy()
         m = binary_metrics(y, p, float(np.mean(t)), n_bins)
+        # ranking metrics from the raw score: per-fold calibration and label-shift factors differ, so pooling
+        # calibrated probabilities across folds would reorder pairs that no model ordered that way
+        raw = binary_metrics(y, part.score.to_numpy(), 0.5, n_bins)
+        m["aupr"], m["auroc"] = raw["aupr"], raw["auroc"]
         # per-fold thresholds: precision/recall/F1 from each row's own threshold
         hit = p >= t
         tp = float(np.sum(hit & (y == 1)))
