@@ -179,7 +179,7 @@ def split_metrics(pred: pd.DataFrame, n_bins: int) -> pd.DataFrame:
         m["precision"] = tp / max(hit.sum(), 1)
         m["recall"] = tp / max((y == 1).sum(), 1)
         m["f1"] = 2 * m["precision"] * m["recall"] / max(m["precision"] + m["recall"], 1e-12)
-        m["ece_raw"] = binary_metrics(y, part.score.to_numpy(), 0.5, n_bins)["ece"]
+        m["ece_raw"] = raw["ece"]
         m["pos_rate"] = float(np.mean(y))
         oracle = choose_threshold(y, p) if y.sum() else float("nan")
         m["oracle_threshold"] = oracle
