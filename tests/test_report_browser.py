@@ -19,11 +19,12 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//""", re.I)
 LOAD_FAILURE = re.compile(r"net::ERR_|Failed to load resource", re.I)
 # Appended to a copy of the report: after `load`, record images that failed to load or decode and the resources
-# fetched over http(s) (resource timing; data: URIs are not fetched); --dump-dom then prints them.
+# fetched over http(s) (resource timing; data: URIs are not fetched), each as the last 120 characters of its URL so a
+# long temporary path keeps the file name; --dump-dom then prints them.
 PROBE = """<script>
 window.addEventListener("load", () => {
-  const failed = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80));
-  const fetched = performance.getEntriesByType("resource").map(e => e.name.slice(0, 80));
+  const failed = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(-120));
+  const fetched = performance.getEntriesByType("resource").map(e => e.name.slice(-120));
   document.body.setAttribute("data-probe", JSON.stringify({images: document.images.length, failed, fetched}));
 });
 </script>"""
