@@ -14,7 +14,10 @@ Run from the repository root:
    * on the pairs that TransEPI also scored (matched by chromosome, enhancer start/end and TSS), beside
      TransEPI's own held-out predictions (``anchors/transepi/*prediction.txt.gz``: strict protocol, trained on
      GM12878 + HeLa, the same five chromosome folds) on those pairs,
-   * and beside distance alone (score = -distance, no training) on the same rows.
+   * and beside distance alone (score = -distance, no training) on the same rows;
+   then one row per model from ``results/metrics/summary.tsv``: test and train AUPR and their gap, ECE raw and
+   calibrated, F1 at the validation-chosen threshold beside the test-oracle F1, estimated and true positive rate.
+   Every model the run trained is scored; choose them with ``--config 'models=[distance,gbm,epinet,...]'``.
 3. Prints the per-rule peak RSS and run time from Snakemake's benchmark files.
 """
 
@@ -131,6 +134,20 @@ def _metrics(heldout, model, subset, y, score, transepi, distance) -> dict:
     return row | {"distance_aupr": aupr(y, closer), "distance_auroc": auroc(y, closer)}
 
 
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per held-out line x model: test and train AUPR and their gap (the seed's overfitting measure),
+    calibration (ECE raw and final), F1 at the validation-chosen threshold beside the test-oracle F1, and the
+    positive rate estimated without test labels beside the true one."""
+    test = summary[summary.split == "test"].set_index(["heldout", "model"])
+    train = summary[summary.split == "train"].set_index(["heldout", "model"])
+    out = pd.DataFrame({"test_aupr": test.aupr, "train_aupr": train.aupr})
+    out["gap"] = out.train_aupr - out.test_aupr
+    for column in ["auroc", "ece_raw", "ece", "threshold", "f1", "oracle_f1", "pos_rate", "pos_rate_estimate"]:
+        if column in test:
+            out[column] = test[column]
+    return out.reset_index().sort_values(["heldout", "test_aupr"], ascending=[True, False])
+
+
 def rule_resources(workdir: Path) -> pd.DataFrame:
     """Per rule: jobs, summed and largest run time (s) and largest max_rss (MiB) from Snakemake benchmark files."""
     rows = []
@@ -175,12 +192,12 @@ def report(workdir: Path, data: Path) -> None:
         heldout, model = path.parent.name, path.name.removesuffix(".tsv.gz")
         rows += score_rows(heldout, model, test_predictions(workdir, heldout, model), anchors.get(heldout))
     table = pd.DataFrame(rows)
-    summary = workdir / "results" / "metrics" / "summary.tsv"
-    if summary.exists():  # the workflow's own number: AUPR of the calibrated, label-shift corrected `prob`
-        test = pd.read_csv(summary, sep="\t").query("split == 'test'")
-        table = table.merge(test[["heldout", "model", "aupr"]].rename(columns={"aupr": "summary_aupr"}), how="left")
     pd.set_option("display.width", 250)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    summary = workdir / "results" / "metrics" / "summary.tsv"
+    if summary.exists():
+        print("\nper model, from results/metrics/summary.tsv (test = the held-out line on its folds' chromosomes):")
+        print(summary_table(pd.read_csv(summary, sep="\t")).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for heldout, path in anchor_files.items():
         raw = pd.read_csv(path, sep="\t", comment="#", header=None, usecols=[0, 1])
         print(f"TransEPI {heldout}, all {len(raw)} rows of {path.name}: AUPR {aupr(raw[0], raw[1]):.3f}")

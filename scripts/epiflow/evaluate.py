@@ -2,7 +2,8 @@
 
 Everything that is fitted or chosen here (calibration method, calibrator, threshold) sees only the `val` rows of
 the fold: training cell lines, chromosomes outside the fold. The held-out line's rows are only transformed; their
-positive rate is estimated from unlabelled scores (EM), never read from labels.
+positive rate is estimated from unlabelled scores (the estimator chosen leave-one-validation-line-out among
+ESTIMATORS), never read from labels.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from epiflow.calibrate import adjust_to_prior, assert_calibration_rows, em_prior_shift, fit_on_validation
+from epiflow.calibrate import adjust_to_prior, assert_calibration_rows, bbse_prior, em_prior_shift, fit_on_validation
+from epiflow.errors import InputError
 from epiflow.metrics import binary_metrics, choose_threshold, log_loss, reliability_curve
 
 log = logging.getLogger(__name__)
@@ -47,25 +49,63 @@ def shift_weights(y: np.ndarray, source_prior: float, target_prior: float) -> np
     return np.where(y == 1, target_prior / source_prior, (1 - target_prior) / (1 - source_prior))
 
 
-def shift_is_reliable(val: pd.DataFrame, method: str, heldout: str, test_chroms: list[str]) -> tuple[bool, dict]:
-    """Does EM estimate an unseen line's positive rate better than assuming the training lines' rate?
+# Label-shift estimators of a new line's positive rate from its unlabelled calibrated probabilities. `none` keeps the
+# validation rate; `pcc` (probabilistic classify-and-count) takes the mean calibrated probability and leaves the
+# probabilities as they are; `em` (Saerens et al. 2002) and `bbse` (Lipton et al. 2018) assume pure label shift and
+# re-weight the probabilities to their estimate.
+ESTIMATORS = ("none", "pcc", "em", "bbse")
+REWEIGHTS = {"none": False, "pcc": False, "em": True, "bbse": True}
 
-    Checked leave-one-validation-line-out: calibrate on the other validation lines, estimate the left-out line's
-    rate from its unlabelled scores, compare both estimates' absolute errors with its true rate (validation only).
+
+def estimate_prior(name: str, val_y: np.ndarray, val_probs: np.ndarray, probs: np.ndarray) -> float:
+    """Positive rate of the rows scored `probs` by estimator `name`; val_* are the calibration rows (labelled)."""
+    val_prior = float(np.mean(val_y))
+    if name == "none":
+        return val_prior
+    if name == "pcc":
+        return float(np.clip(np.mean(probs), 1e-6, 1 - 1e-6))
+    if name == "em":
+        return em_prior_shift(probs, val_prior)[0]
+    if name == "bbse":
+        # hard predictions at the validation rows' positive-rate quantile: as many called positive as there are
+        threshold = float(np.quantile(val_probs, 1 - val_prior))
+        try:
+            estimate = bbse_prior(val_y, val_probs >= threshold, probs >= threshold)
+        except InputError:
+            return float("nan")
+        return float(np.clip(estimate, 1e-6, 1 - 1e-6))
+    raise ValueError(f"label-shift estimator {name!r} is unknown (expected one of {', '.join(ESTIMATORS)})")
+
+
+def prior_errors(val: pd.DataFrame, method: str, heldout: str, test_chroms: list[str]) -> dict[str, float]:
+    """Each estimator's mean absolute error on the validation lines' positive rates, leave-one-line-out.
+
+    Calibrate on the other validation lines, estimate the left-out line's rate from its unlabelled scores, compare
+    with its true rate. Validation rows only; NaN for an estimator that could not be checked.
     """
+    errors: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
     lines = val.cell_line.unique()
-    em_err, flat_err = [], []
-    for line in lines:
+    for line in lines if len(lines) > 1 else []:
         fit, held = val[val.cell_line != line], val[val.cell_line == line]
-        if len(lines) < 2 or fit.label.nunique() < 2:
+        if fit.label.nunique() < 2:
             continue
-        probs = fit_on_validation(fit, method, heldout, test_chroms).transform(held.score.to_numpy())
-        estimate, _ = em_prior_shift(probs, float(fit.label.mean()))
-        em_err.append(abs(estimate - held.label.mean()))
-        flat_err.append(abs(fit.label.mean() - held.label.mean()))
-    checks = {"em_error": float(np.mean(em_err)) if em_err else float("nan")}
-    checks["no_shift_error"] = float(np.mean(flat_err)) if flat_err else float("nan")
-    return bool(em_err) and checks["em_error"] < checks["no_shift_error"], checks
+        cal = fit_on_validation(fit, method, heldout, test_chroms)
+        fit_y, fit_probs = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
+        probs = cal.transform(held.score.to_numpy())
+        for name in ESTIMATORS:
+            errors[name].append(abs(estimate_prior(name, fit_y, fit_probs, probs) - held.label.mean()))
+    return {name: float(np.mean(e)) if e and np.all(np.isfinite(e)) else float("nan") for name, e in errors.items()}
+
+
+def choose_estimator(setting: str, errors: dict[str, float]) -> str:
+    """The estimator the config names, or with `auto` the one with the smallest leave-one-line-out error (`none`
+    when nothing could be checked or on ties)."""
+    if setting != "auto":
+        return setting
+    checked = {name: e for name, e in errors.items() if np.isfinite(e)}
+    if "none" not in checked:
+        return "none"
+    return min(checked, key=lambda name: (checked[name], name != "none"))
 
 
 def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg: dict) -> tuple[pd.DataFrame, dict]:
@@ -77,25 +117,32 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
     out = fold.copy()
     out["prob_calibrated"] = cal.transform(out.score.to_numpy())
     out["prob"] = out.prob_calibrated
-    val_prior = float(val.label.mean())
-    is_test = (out.split == "test").to_numpy()
-    test_prior = val_prior
-    use_em, shift_checks = shift_is_reliable(val, method, heldout, test_chroms)
-    use_em = cfg["label_shift"] == "em" or (cfg["label_shift"] == "auto" and use_em)
-    em_prior = float("nan")
-    if is_test.any():
-        em_prior, adjusted = em_prior_shift(out.loc[is_test, "prob_calibrated"].to_numpy(), val_prior)
-        if use_em:
-            test_prior = em_prior
-            out.loc[is_test, "prob"] = adjusted
-    # choose the threshold on validation rows re-weighted to the held-out line's estimated positive rate
     val_y = val.label.to_numpy()
-    val_prob = adjust_to_prior(cal.transform(val.score.to_numpy()), val_prior, test_prior)
+    val_probs = cal.transform(val.score.to_numpy())
+    val_prior = float(val_y.mean())
+    is_test = (out.split == "test").to_numpy()
+    errors = prior_errors(val, method, heldout, test_chroms)
+    estimator = choose_estimator(cfg["label_shift"], errors)
+    estimates = {name: float("nan") for name in ESTIMATORS}
+    test_prior = val_prior
+    if is_test.any():
+        test_probs = out.loc[is_test, "prob_calibrated"].to_numpy()
+        estimates = {name: estimate_prior(name, val_y, val_probs, test_probs) for name in ESTIMATORS}
+        if np.isfinite(estimates[estimator]):
+            test_prior = estimates[estimator]
+        if REWEIGHTS[estimator]:
+            out.loc[is_test, "prob"] = adjust_to_prior(test_probs, val_prior, test_prior)
+    # choose the threshold on validation rows re-weighted to the held-out line's estimated positive rate
     rule = cfg["threshold"]
     threshold = choose_threshold(
-        val_y, val_prob, rule["rule"], rule.get("target"), sample_weight=shift_weights(val_y, val_prior, test_prior)
+        val_y,
+        adjust_to_prior(val_probs, val_prior, test_prior),
+        rule["rule"],
+        rule.get("target"),
+        sample_weight=shift_weights(val_y, val_prior, test_prior),
     )
     out["threshold"] = threshold
+    out["prior_estimate"] = np.where(is_test, test_prior, np.nan)  # the held-out rows' estimated positive rate
     notes = {
         "method": method,
         "params": cal.params,
@@ -103,11 +150,11 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
         "test_prior_estimate": float(test_prior),
         "threshold": float(threshold),
         "val_logloss": val_losses,
-        "test_prior_em": float(em_prior),
-        "label_shift_applied": bool(use_em),
-        "label_shift_val_em_error": shift_checks["em_error"],
-        "label_shift_val_no_shift_error": shift_checks["no_shift_error"],
+        "label_shift_estimator": estimator,
+        "label_shift_applied": bool(REWEIGHTS[estimator] and is_test.any()),
     }
+    notes |= {f"test_prior_{name}": estimates[name] for name in ESTIMATORS if name != "none"}
+    notes |= {f"label_shift_val_{name}_error": errors[name] for name in ESTIMATORS}
     return out, notes
 
 
@@ -181,6 +228,8 @@ def split_metrics(pred: pd.DataFrame, n_bins: int) -> pd.DataFrame:
         m["f1"] = 2 * m["precision"] * m["recall"] / max(m["precision"] + m["recall"], 1e-12)
         m["ece_raw"] = raw["ece"]
         m["pos_rate"] = float(np.mean(y))
+        # label-free estimate of pos_rate (test rows: each fold's estimate, weighted by its rows)
+        m["pos_rate_estimate"] = float(np.mean(part.prior_estimate)) if "prior_estimate" in part else float("nan")
         oracle = choose_threshold(y, p) if y.sum() else float("nan")
         m["oracle_threshold"] = oracle
         m["oracle_f1"] = binary_metrics(y, p, oracle, n_bins)["f1"] if y.sum() else float("nan")

@@ -233,6 +233,9 @@ def collect_facts(inputs: ReportInputs, predictions: dict) -> narrative.Facts:
         [pd.read_csv(p, sep="\t").assign(heldout=h, model=m) for (h, m), p in inputs.calibration.items()],
         ignore_index=True,
     )
+    if "label_shift_estimator" not in calibration:  # calibration notes written before the estimator choice
+        calibration["label_shift_estimator"] = ""
+    calibration["label_shift_estimator"] = calibration.label_shift_estimator.fillna("")
     leakage, distance = leakage_tables(inputs, by_line)
     return narrative.Facts(
         summary=summary,

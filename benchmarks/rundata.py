@@ -1,0 +1,64 @@
+"""Shared by the benchmarks that retrain models on a finished run: its config, its TAD lists and its cell lines'
+features as the training rule sees them (pairs + features + the training lines' conserved-TAD prior)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from epiflow.io import read_tads  # noqa: E402
+from epiflow.train import add_topology, load_cell_data, training_lines  # noqa: E402
+
+
+def deep_update(base: dict, over: dict) -> dict:
+    """`over` laid on `base` key by key (nested dicts merged), as Snakemake layers --configfile over the default."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(configfile: Path) -> dict:
+    """config/config.yaml with `configfile` laid over it (the Snakefile's order)."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    if Path(configfile).resolve() != (REPO / "config/config.yaml").resolve():
+        config = deep_update(config, yaml.safe_load(Path(configfile).read_text()))
+    return config
+
+
+def tad_paths(workdir: Path, config: dict) -> dict[str, Path]:
+    """Cell line -> its TAD list in the run: a URL source as downloaded (by basename under resources/cache), a
+    local source relative to its sheet inside the run directory."""
+    if not config.get("tads"):
+        return {}
+    sheet_path = workdir / config["tads"]
+    sheet = pd.read_csv(sheet_path, sep="\t", comment="#", dtype=str)
+    found = {}
+    for row in sheet.itertuples():
+        if "://" in row.source:
+            hits = sorted((workdir / "resources" / "cache").glob(f"*/{Path(row.source).name}"))
+            path = hits[0] if hits else None
+        else:
+            path = (sheet_path.parent / row.source).resolve()
+        if path is not None and path.exists():
+            found[row.cell_line] = path
+    return found
+
+
+def heldout_data(workdir: Path, config: dict, heldout: str, features_dir: Path | None = None):
+    """(training lines, {line: PairData}) for one held-out line, with the topology prior of rule train_model."""
+    protocol = config["protocol"]
+    all_lines = sorted(pd.read_csv(workdir / config["pairs"], sep="\t", comment="#", dtype=str).cell_line.unique())
+    train_lines = training_lines(all_lines, heldout, protocol.get("train"))
+    features_dir = features_dir or workdir / "results" / "features"
+    lines = [heldout, *train_lines]
+    data = {c: load_cell_data(workdir / f"results/pairs/{c}.tsv.gz", features_dir / f"{c}.npz") for c in lines}
+    chrom_map = config["reference"].get("chrom_map")
+    tads = {c: read_tads(p, chrom_map=chrom_map) for c, p in tad_paths(workdir, config).items() if c in train_lines}
+    return train_lines, add_topology(data, tads, heldout)

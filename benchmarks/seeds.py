@@ -1,0 +1,108 @@
+"""Is a model's edge on a held-out line more than seed noise? Retrain models under several seeds on a finished run.
+
+Run from the repository root on a finished run directory (e.g. the demo: ``make run`` leaves it in the repository;
+or ``snakemake --configfile config/demo_zoo.yaml`` in a copy):
+
+    .venv/bin/python benchmarks/seeds.py --workdir DIR [--configfile config/config.yaml] --heldout lineD
+        --models epinet epinet_irm epinet_swap [--seeds 0 1 2 3 4] [--out seeds.tsv]
+
+Every (model, seed) is trained with the workflow's protocol (epiflow.train.run_heldout on the run's features and the
+training lines' TAD prior; model_params from the config) and scored on the held-out line's test rows. The seed moves
+weight initialisation, batch order and (for GBM) tie breaking; data and folds stay fixed. Printed: per seed and
+model the test AUPR, the mean per-line validation AUPR and the train AUPR; per model mean and standard deviation;
+for each model against the first, the paired difference over seeds (mean, sd, t = mean / (sd / sqrt(n))). A
+difference is "beyond seed noise" here when every seed agrees in sign and |t| > 3 (written in the last column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rundata import REPO, heldout_data, load_config
+
+from epiflow.metrics import aupr
+from epiflow.train import run_heldout
+
+log = logging.getLogger("seeds")
+
+
+def one_run(data, heldout, train_lines, folds, model, params, seed) -> dict:
+    start = time.monotonic()
+    scores, _ = run_heldout(data, heldout, train_lines, folds, model, params, seed)
+    row = {"model": model, "seed": seed}
+    for split in ("train", "test"):
+        part = scores[scores.split == split]
+        row[f"{split}_aupr"] = aupr(part.label.to_numpy(), part.score.to_numpy())
+    val = scores[scores.split == "val"]
+    row["val_aupr_per_line"] = float(
+        np.mean([aupr(d.label.to_numpy(), d.score.to_numpy()) for _, d in val.groupby("cell_line")])
+    )
+    return row | {"seconds": round(time.monotonic() - start, 1)}
+
+
+def compare(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per model: mean/sd of test AUPR over seeds; paired difference against `baseline` (same seeds)."""
+    wide = runs.pivot(index="seed", columns="model", values="test_aupr")
+    rows = []
+    for model in wide.columns:
+        diff = (wide[model] - wide[baseline]).dropna()
+        sd = float(diff.std(ddof=1)) if len(diff) > 1 else float("nan")
+        t = float(diff.mean() / (sd / np.sqrt(len(diff)))) if sd and np.isfinite(sd) and sd > 0 else float("nan")
+        same_sign = bool(len(diff) > 1 and (np.all(diff > 0) or np.all(diff < 0)))
+        rows.append(
+            {
+                "model": model,
+                "seeds": int(wide[model].notna().sum()),
+                "test_aupr_mean": float(wide[model].mean()),
+                "test_aupr_sd": float(wide[model].std(ddof=1)),
+                f"diff_vs_{baseline}": float(diff.mean()),
+                "diff_sd": sd,
+                "t": t,
+                "beyond_seed_noise": model != baseline and same_sign and np.isfinite(t) and abs(t) > 3,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workdir", type=Path, required=True, help="a finished run (results/pairs, features)")
+    ap.add_argument("--configfile", type=Path, default=REPO / "config/config.yaml")
+    ap.add_argument("--heldout", required=True)
+    ap.add_argument("--models", nargs="+", required=True, help="the first is the baseline of the comparison")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, help="also write the per-seed table here (TSV)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    config = load_config(args.configfile)
+    train_lines, data = heldout_data(args.workdir, config, args.heldout)
+    folds = config["protocol"].get("chrom_folds")
+    model_params = config.get("model_params") or {}
+    runs = []
+    with threadpool_limits(args.threads):
+        for seed in args.seeds:
+            for model in args.models:
+                runs.append(one_run(data, args.heldout, train_lines, folds, model, model_params.get(model), seed))
+                log.info("%s", runs[-1])
+    runs = pd.DataFrame(runs)
+    pd.set_option("display.width", 200)
+    print(runs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(compare(runs, args.models[0]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        runs.to_csv(args.out, sep="\t", index=False, float_format="%.4f")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The benchmark scripts' own logic (the runs they make are measurements, not tests): the seed comparison, the
+per-model summary of the real study and how a run's TAD lists are found."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bengi  # noqa: E402
+import rundata  # noqa: E402
+import seeds  # noqa: E402
+
+
+def runs(edge, noise, n=5):
+    rng = np.random.default_rng(0)
+    base = 0.7 + rng.normal(0, 0.05, n)  # seed noise shared by both models (paired seeds)
+    rows = [{"model": "epinet", "seed": s, "test_aupr": b} for s, b in enumerate(base)]
+    rows += [{"model": "irm", "seed": s, "test_aupr": b + edge + rng.normal(0, noise)} for s, b in enumerate(base)]
+    return pd.DataFrame(rows)
+
+
+def test_seed_comparison_flags_only_consistent_differences():
+    clear = seeds.compare(runs(0.05, 0.005), "epinet").set_index("model")
+    assert clear.loc["irm", "beyond_seed_noise"] and clear.loc["irm", "diff_vs_epinet"] == pytest.approx(0.05, abs=0.01)
+    assert not clear.loc["epinet", "beyond_seed_noise"]
+    noisy = seeds.compare(runs(0.02, 0.05), "epinet").set_index("model")
+    assert not noisy.loc["irm", "beyond_seed_noise"]
+    assert noisy.loc["irm", "seeds"] == 5 and noisy.loc["irm", "test_aupr_sd"] > 0
+
+
+def test_bengi_summary_table_gap_and_order():
+    rows = []
+    for model, train, test in [("gbm", 0.86, 0.61), ("robust", 0.64, 0.62)]:
+        for split, value in [("train", train), ("val", 0.3), ("test", test)]:
+            rows.append({"heldout": "IMR90", "model": model, "split": split, "aupr": value, "ece": 0.01, "f1": 0.5})
+    table = bengi.summary_table(pd.DataFrame(rows))
+    assert list(table.model) == ["robust", "gbm"]
+    assert table.set_index("model").loc["gbm", "gap"] == pytest.approx(0.25)
+    assert {"ece", "f1"} <= set(table.columns) and "auroc" not in table.columns
+
+
+def test_tad_paths_resolve_urls_from_the_cache_and_local_sources_by_sheet(tmp_path):
+    (tmp_path / "config" / "x").mkdir(parents=True)
+    (tmp_path / "resources" / "cache" / "ab12").mkdir(parents=True)
+    (tmp_path / "resources" / "cache" / "ab12" / "A_domains.txt.gz").write_text("")
+    (tmp_path / "tads").mkdir()
+    (tmp_path / "tads" / "b.bed").write_text("")
+    sheet = "cell_line\tsource\tformat\nA\thttps://example.org/x/A_domains.txt.gz\tarrowhead\n"
+    sheet += "B\t../../tads/b.bed\tbed\nC\thttps://example.org/C_missing.txt.gz\tarrowhead\n"
+    (tmp_path / "config" / "x" / "tads.tsv").write_text(sheet)
+    found = rundata.tad_paths(tmp_path, {"tads": "config/x/tads.tsv"})
+    assert found == {
+        "A": tmp_path / "resources/cache/ab12/A_domains.txt.gz",
+        "B": (tmp_path / "tads/b.bed").resolve(),
+    }
+    assert rundata.tad_paths(tmp_path, {"tads": None}) == {}
+
+
+def test_config_layers_like_snakemake():
+    merged = rundata.deep_update({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}, "c": 4})
+    assert merged == {"a": {"x": 1, "y": 3}, "b": 1, "c": 4}
+    config = rundata.load_config(rundata.REPO / "config/bengi_hg19.yaml")
+    assert config["protocol"]["test"] == ["IMR90"] and "ece_bins" in config["calibration"]

@@ -1,0 +1,92 @@
+"""The held-out line's positive rate without its labels: each estimator where its assumption holds, and the
+leave-one-validation-line-out choice between them (epiflow.evaluate)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit, logit
+
+from epiflow.evaluate import ESTIMATORS, calibrate_fold, choose_estimator, estimate_prior, prior_errors, split_metrics
+
+CFG = {"methods": ["platt"], "ece_bins": 10, "label_shift": "auto", "threshold": {"rule": "f1", "target": None}}
+
+
+def label_shift_line(rng, line, prior, n=6000):
+    """Pure label shift: p(score | label) is the same in every line, only the positive rate differs."""
+    y = rng.binomial(1, prior, n)
+    x = rng.normal(1.5 * y, 1.0)
+    return pd.DataFrame({"cell_line": line, "label": y, "score": expit(x - 2.0)})
+
+
+def covariate_shift_line(rng, line, offset, n=6000):
+    """Covariate shift: p(label | score) is the same in every line, the score distribution moves by `offset`."""
+    x = rng.normal(offset, 1.0, n)
+    y = rng.binomial(1, expit(1.5 * x - 3.0))
+    return pd.DataFrame({"cell_line": line, "label": y, "score": expit(x)})
+
+
+def fold_frame(make, settings, test_setting, seed=0):
+    """val rows of three training lines and test rows of a held-out line, as calibrate_fold reads them."""
+    rng = np.random.default_rng(seed)
+    val = pd.concat([make(rng, f"line{i}", s) for i, s in enumerate(settings)], ignore_index=True).assign(split="val")
+    test = make(rng, "heldout", test_setting).assign(split="test")
+    frame = pd.concat([val, test], ignore_index=True)
+    chrom = np.where(frame.split == "test", "chr1", "chr2")
+    return frame.assign(pair_id=[f"p{i}" for i in range(len(frame))], chrom=chrom, fold=0)
+
+
+def test_em_and_bbse_recover_pure_label_shift_and_auto_reweights():
+    frame = fold_frame(label_shift_line, [0.04, 0.08, 0.16], 0.25)
+    val, test = frame[frame.split == "val"], frame[frame.split == "test"]
+    errors = prior_errors(val, "platt", "heldout", ["chr1"])
+    assert errors["em"] < errors["none"] / 3 and errors["em"] < errors["pcc"]
+    out, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
+    true = test.label.mean()
+    assert notes["label_shift_estimator"] in {"em", "bbse"} and notes["label_shift_applied"]
+    assert notes["test_prior_estimate"] == pytest.approx(true, abs=0.02)
+    assert notes["test_prior_em"] == pytest.approx(true, abs=0.02)
+    assert notes["test_prior_bbse"] == pytest.approx(true, abs=0.05)  # unbiased, noisier than EM
+    assert abs(notes["val_prior"] - true) > 0.1  # the validation rate alone would be far off
+    # re-weighted test probabilities now average to the estimate; calibrated ones did not
+    is_test = (out.split == "test").to_numpy()
+    assert out.prob[is_test].mean() == pytest.approx(notes["test_prior_estimate"], abs=0.01)
+    assert abs(out.prob_calibrated[is_test].mean() - true) > 0.05
+    summary = split_metrics(out, 10).set_index("split")
+    assert summary.loc["test", "pos_rate_estimate"] == pytest.approx(notes["test_prior_estimate"])
+    assert np.isnan(summary.loc["val", "pos_rate_estimate"])
+
+
+def test_pcc_wins_under_covariate_shift_and_keeps_probabilities():
+    frame = fold_frame(covariate_shift_line, [0.0, 0.6, 1.2], 1.5)
+    val, test = frame[frame.split == "val"], frame[frame.split == "test"]
+    errors = prior_errors(val, "platt", "heldout", ["chr1"])
+    assert errors["pcc"] < errors["em"] and errors["pcc"] < errors["none"]
+    out, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
+    assert notes["label_shift_estimator"] == "pcc" and not notes["label_shift_applied"]
+    assert notes["test_prior_estimate"] == pytest.approx(test.label.mean(), abs=0.02)
+    # EM reads the higher scores as more positives *and* more separable ones: it overshoots
+    assert notes["test_prior_em"] - test.label.mean() > 0.03
+    np.testing.assert_array_equal(out.prob.to_numpy(), out.prob_calibrated.to_numpy())
+
+
+def test_estimators_read_no_test_labels():
+    frame = fold_frame(label_shift_line, [0.04, 0.08, 0.16], 0.25)
+    flipped = frame.copy()
+    is_test = flipped.split == "test"
+    flipped.loc[is_test, "label"] = 1 - flipped.loc[is_test, "label"]
+    _, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
+    _, notes2 = calibrate_fold(flipped, "heldout", ["chr1"], CFG)
+    for key in ["test_prior_estimate", "threshold", *[f"test_prior_{e}" for e in ESTIMATORS if e != "none"]]:
+        assert notes[key] == notes2[key], key
+
+
+def test_choice_rules():
+    assert choose_estimator("em", {"none": 0.0, "em": 1.0}) == "em"
+    assert choose_estimator("auto", {"none": 0.02, "pcc": 0.01, "em": 0.3, "bbse": np.nan}) == "pcc"
+    assert choose_estimator("auto", {"none": 0.01, "pcc": 0.01, "em": 0.3, "bbse": 0.2}) == "none"  # ties: none
+    assert choose_estimator("auto", {e: np.nan for e in ESTIMATORS}) == "none"
+    probs = expit(logit(np.full(100, 0.3)))
+    assert estimate_prior("pcc", np.array([0, 1]), np.array([0.2, 0.8]), probs) == pytest.approx(0.3)
+    assert estimate_prior("none", np.array([0, 0, 0, 1]), np.zeros(4), probs) == 0.25
+    with pytest.raises(ValueError, match="unknown"):
+        estimate_prior("magic", np.array([0, 1]), np.array([0.2, 0.8]), probs)
