@@ -5,7 +5,7 @@ Run from the repository root on a finished run directory (for the real study: th
 TAD lists under ``resources/cache``):
 
     .venv/bin/python benchmarks/ablation.py --workdir DIR [--configfile config/bengi_hg19.yaml] [--model gbm]
-        [--normalizations none log1p rank quantile] [--out ablation.tsv]
+        [--normalizations none log1p rank quantile] [--groups ...] [--params JSON ...] [--out ablation.tsv]
 
 For each normalization the feature engine (epiflow.features.compute_features, the config's resolution and profile
 bins) recomputes every cell line's features from the run's bigWig tracks; the conserved-TAD prior is added from the
@@ -19,6 +19,8 @@ choice may be made on (the test columns are reported, never tuned on). Feature f
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import logging
 import resource
 import sys
@@ -95,8 +97,16 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, required=True, help="a finished run (results/pairs, tracks, reference)")
     ap.add_argument("--configfile", type=Path, default=REPO / "config/bengi_hg19.yaml")
     ap.add_argument("--model", default="gbm")
+    ap.add_argument("--heldout", nargs="+", help="held-out lines to run (default: the protocol's test lines, or all)")
     ap.add_argument("--normalizations", nargs="+", default=["none", "log1p", "rank", "quantile"])
     ap.add_argument("--groups", nargs="+", default=list(GROUP_SETS), choices=list(GROUP_SETS))
+    ap.add_argument(
+        "--params",
+        nargs="+",
+        type=json.loads,
+        default=[{}],
+        help="JSON objects laid over the config's model_params, one table row each (e.g. capacity settings)",
+    )
     ap.add_argument("--out", type=Path, help="also write the table here (TSV)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -105,13 +115,14 @@ def main(argv=None) -> int:
     protocol = config["protocol"]
     params = dict((config.get("model_params") or {}).get(args.model) or {})
     rows = []
-    for heldout in protocol.get("test") or lines:
+    for heldout in args.heldout or protocol.get("test") or lines:
         for norm in args.normalizations:
             folder = build_features(args.workdir, config, lines, norm)
             train_lines, data = heldout_data(args.workdir, config, heldout, folder)
-            for group in args.groups:
+            for group, extra in itertools.product(args.groups, args.params):
                 start = time.monotonic()
-                run_params = params | {"exclude_columns": GROUP_SETS[group]}
+                exclude = GROUP_SETS[group] + list(extra.get("exclude_columns", []))
+                run_params = params | extra | {"exclude_columns": exclude}
                 scores, _ = run_heldout(
                     data,
                     heldout,
@@ -122,6 +133,7 @@ def main(argv=None) -> int:
                     config["train"]["seed"],
                 )
                 row = {"heldout": heldout, "model": args.model, "normalization": norm, "features": group}
+                row |= {"params": json.dumps(extra, sort_keys=True)} if args.params != [{}] else {}
                 rows.append(row | score_rows(scores) | {"seconds": round(time.monotonic() - start, 1)})
                 log.info("%s", rows[-1])
     table = pd.DataFrame(rows)

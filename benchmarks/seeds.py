@@ -32,9 +32,9 @@ from epiflow.train import run_heldout
 log = logging.getLogger("seeds")
 
 
-def one_run(data, heldout, train_lines, folds, model, params, seed) -> dict:
+def one_run(data, heldout, train_lines, folds, model, params, seed, validation="cell_line") -> dict:
     start = time.monotonic()
-    scores, _ = run_heldout(data, heldout, train_lines, folds, model, params, seed)
+    scores, _ = run_heldout(data, heldout, train_lines, folds, model, params, seed, validation=validation)
     row = {"model": model, "seed": seed}
     for split in ("train", "test"):
         part = scores[scores.split == split]
@@ -78,6 +78,13 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", required=True, help="the first is the baseline of the comparison")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--validation", choices=["cell_line", "chromosome"], help="default: the config's protocol")
+    ap.add_argument(
+        "--features-dir",
+        type=Path,
+        help="features to train on (default: DIR/results/features; e.g. "
+        "DIR/ablation/features-quantile written by benchmarks/ablation.py)",
+    )
     ap.add_argument("--out", type=Path, help="also write the per-seed table here (TSV)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -86,14 +93,16 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     config = load_config(args.configfile)
-    train_lines, data = heldout_data(args.workdir, config, args.heldout)
+    train_lines, data = heldout_data(args.workdir, config, args.heldout, args.features_dir)
     folds = config["protocol"].get("chrom_folds")
+    validation = args.validation or config["protocol"].get("validation", "cell_line")
     model_params = config.get("model_params") or {}
     runs = []
     with threadpool_limits(args.threads):
         for seed in args.seeds:
             for model in args.models:
-                runs.append(one_run(data, args.heldout, train_lines, folds, model, model_params.get(model), seed))
+                params = model_params.get(model)
+                runs.append(one_run(data, args.heldout, train_lines, folds, model, params, seed, validation))
                 log.info("%s", runs[-1])
     runs = pd.DataFrame(runs)
     pd.set_option("display.width", 200)

@@ -22,6 +22,8 @@ rule train_model:
             TADS.set_index("cell_line").at[c, "format"] for c in training_lines_of(wc.heldout) if c in TAD_SOURCES
         ],
         chrom_folds=PROTOCOL["chrom_folds"],
+        validation=PROTOCOL.get("validation", "cell_line"),
+        validation_folds=PROTOCOL.get("validation_folds", 3),
         chrom_map=config["reference"]["chrom_map"],
         model_params=lambda wc: config["model_params"].get(wc.model, {}),
         seed=config["train"]["seed"],

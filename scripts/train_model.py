@@ -36,6 +36,8 @@ with device_slot(".snakemake/gpu-slots", n_devices=None if sm.resources.gpu else
         checkpoint_dir=sm.params.checkpoints,
         device=device,
         spurious_columns=[c for c in data[heldout].columns if c.split("_")[0] in sm.params.spurious_marks],
+        validation=sm.params.validation,
+        validation_folds=sm.params.validation_folds,
     )
 scores.to_csv(sm.output.scores, sep="\t", index=False, float_format="%.6g")
 with open(sm.output.diagnostics, "w") as handle:

@@ -6,7 +6,15 @@ import pandas as pd
 import pytest
 from scipy.special import expit, logit
 
-from epiflow.evaluate import ESTIMATORS, calibrate_fold, choose_estimator, estimate_prior, prior_errors, split_metrics
+from epiflow.evaluate import (
+    ESTIMATORS,
+    calibrate_fold,
+    choose_estimator,
+    compare_methods,
+    estimate_prior,
+    prior_errors,
+    split_metrics,
+)
 
 CFG = {"methods": ["platt"], "ece_bins": 10, "label_shift": "auto", "threshold": {"rule": "f1", "target": None}}
 
@@ -90,3 +98,15 @@ def test_choice_rules():
     assert estimate_prior("none", np.array([0, 0, 0, 1]), np.zeros(4), probs) == 0.25
     with pytest.raises(ValueError, match="unknown"):
         estimate_prior("magic", np.array([0, 1]), np.array([0.2, 0.8]), probs)
+
+
+def test_method_comparison_reports_each_reweighting_estimator():
+    frame = fold_frame(label_shift_line, [0.04, 0.08, 0.16], 0.25)
+    table = compare_methods(frame, "heldout", ["chr1"], CFG | {"methods": ["platt", "isotonic"]}, 10)
+    assert set(table.method) == {"none", "platt", "isotonic"}
+    assert set(table.variant) == {"calibrated", "calibrated+em", "calibrated+bbse"}
+    platt = table[table.method == "platt"].set_index("variant")
+    # under pure label shift the re-weighted probabilities are the better calibrated ones
+    assert platt.loc["calibrated+em", "ece"] < platt.loc["calibrated", "ece"] / 2
+    none = compare_methods(frame, "heldout", ["chr1"], CFG | {"label_shift": "none"}, 10)
+    assert set(none.variant) == {"calibrated"}

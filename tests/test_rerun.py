@@ -46,3 +46,25 @@ def test_changed_hyper_parameter_reruns_only_that_model(demo_run, tmp_path):
     proc = run_snakemake(demo_run, "-n", "--configfile", str(demo_run / "config/config.yaml"), str(override))
     trained = set(re.findall(r"results/scores/\w+/(\w+)\.tsv\.gz", proc.stdout))
     assert trained == {"gbm"}
+
+
+def test_chromosome_validation_reaches_the_training_rule(demo_run, tmp_path):
+    """`protocol.validation: chromosome` retrains (params changed) and validates on chromosome groups, every
+    training line in each fit; run on a copy so the shared demo run stays as it is."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    workdir = tmp_path / "run"
+    shutil.copytree(demo_run, workdir, symlinks=True, ignore=shutil.ignore_patterns("report"))
+    target = "results/scores/lineD/distance.tsv.gz"
+    run_snakemake(workdir, target, "--config", "protocol={validation: chromosome}")
+    info = json.loads((workdir / "results/models/lineD/distance.json").read_text())
+    assert info["validation"] == "chromosome"
+    assert [fit["validation_set"] for fit in info["fits"]] == ["chr3", "chr4", "chr1", "chr2"]
+    scores = pd.read_csv(workdir / target, sep="\t")
+    val = scores[scores.split == "val"]
+    assert set(val.cell_line) == {"lineA", "lineB", "lineC"}
+    for fold, test_chroms in enumerate([["chr1", "chr2"], ["chr3", "chr4"]]):
+        assert not val[val.fold == fold].chrom.isin(test_chroms).any()

@@ -8,7 +8,7 @@ from epiflow.errors import LeakageError
 from epiflow.evaluate import calibrate_scores, split_metrics
 from epiflow.metrics import aupr
 from epiflow.models import PairData
-from epiflow.train import assert_no_leakage, check_cell_line, run_heldout
+from epiflow.train import assert_no_leakage, check_cell_line, run_heldout, validation_groups
 
 CHROMS = ["chr1", "chr2", "chr3", "chr4"]
 CFG = {
@@ -109,3 +109,37 @@ def test_calibration_never_reads_test_labels(lines):
     metrics = split_metrics(pred, 10)
     assert set(metrics.split) == {"train", "val", "test"}
     assert {"aupr", "ece", "ece_raw", "threshold", "f1", "oracle_f1"} <= set(metrics.columns)
+
+
+def test_chromosome_validation_keeps_every_training_line_in_each_fit(lines):
+    """protocol.validation: chromosome — validation sets are chromosome groups of the pool, never a test chromosome,
+    every training line in every fit, each pool row validated exactly once per fold."""
+    folds = [["chr1"], ["chr2"]]
+    scores, info = run_heldout(
+        lines, "A", ["B", "C", "D"], folds, "gbm", {"max_iter": 20}, seed=0, validation="chromosome", validation_folds=2
+    )
+    assert info["validation"] == "chromosome"
+    assert [n["validation_set"] for n in info["fits"]] == ["chr2,chr4", "chr3", "chr1,chr4", "chr3"]
+    val = scores[scores.split == "val"]
+    assert not (val.cell_line == "A").any()
+    for f, chroms in enumerate(folds):
+        fold_val = val[val.fold == f]
+        assert not fold_val.chrom.isin(chroms).any()
+        assert fold_val.pair_id.is_unique and set(fold_val.cell_line) == {"B", "C", "D"}
+        pool = pd.concat([lines[c].frame for c in "BCD"])
+        assert len(fold_val) == (~pool.chrom.isin(chroms)).sum()
+    test = scores[scores.split == "test"]
+    assert aupr(test.label, test.score) > test.label.mean() + 0.2
+
+
+def test_validation_groups_rules(lines):
+    pool = pd.concat([lines[c].frame for c in "BC"], ignore_index=True)
+    by_line = validation_groups(pool, ["B", "C"])
+    assert [name for name, _ in by_line] == ["B", "C"] and by_line[0][1].sum() == 400
+    by_chrom = validation_groups(pool, ["B", "C"], "chromosome", n_groups=3)
+    assert [name for name, _ in by_chrom] == ["chr1,chr4", "chr2", "chr3"]
+    assert sum(mask for _, mask in by_chrom).max() == 1  # a partition of the pool
+    with pytest.raises(ValueError, match="unknown"):
+        validation_groups(pool, ["B", "C"], "random")
+    with pytest.raises(ValueError, match=">= 2 chromosomes"):
+        validation_groups(pool[pool.chrom == "chr1"], ["B", "C"], "chromosome")

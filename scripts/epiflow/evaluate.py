@@ -159,18 +159,22 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
 
 
 def compare_methods(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg: dict, n_bins: int) -> pd.DataFrame:
-    """Test metrics of every calibration method, with and without the label-shift correction (reported only:
-    the method used is chosen on validation data by select_method)."""
+    """Test metrics of every calibration method, as calibrated and re-weighted by each re-weighting estimator
+    (reported only: the method and estimator used are chosen on validation data)."""
     val, test = fold[fold.split == "val"], fold[fold.split == "test"]
     if test.empty or test.label.nunique() < 2:
         return pd.DataFrame()
     y, rows = test.label.to_numpy(), []
     val_prior = float(val.label.mean())
+    val_y = val.label.to_numpy()
     for method in ["none", *[m for m in cfg["methods"] if m != "none"]]:
-        probs = fit_on_validation(val, method, heldout, test_chroms).transform(test.score.to_numpy())
-        variants = {"calibrated": probs}
-        if cfg["label_shift"] != "none":
-            variants["calibrated+label_shift"] = em_prior_shift(probs, val_prior)[1]
+        cal = fit_on_validation(val, method, heldout, test_chroms)
+        probs, val_probs = cal.transform(test.score.to_numpy()), cal.transform(val.score.to_numpy())
+        variants = {"calibrated": probs}  # = the pcc variant: its probabilities are not re-weighted
+        for name in [e for e in ESTIMATORS if REWEIGHTS[e]] if cfg["label_shift"] != "none" else []:
+            estimate = estimate_prior(name, val_y, val_probs, probs)
+            if np.isfinite(estimate):
+                variants[f"calibrated+{name}"] = adjust_to_prior(probs, val_prior, estimate)
         for variant, p in variants.items():
             m = binary_metrics(y, p, 0.5, n_bins)
             rows.append({"method": method, "variant": variant} | {k: m[k] for k in ("ece", "brier", "logloss", "aupr")})

@@ -3,7 +3,9 @@
 For each chromosome fold f: the test rows are the held-out line's pairs on fold f's chromosomes; the pool is the
 training lines' pairs on every other chromosome. Within the pool each training line is the validation set in turn
 (early stopping and model choice there), so every pool row gets an out-of-fold `val` score from a model that never
-saw its cell line — the data calibration and threshold choice are fitted on. Test scores average the fold's models.
+saw its cell line — the data calibration and threshold choice are fitted on. With `protocol.validation: chromosome`
+the validation sets are groups of the pool's chromosomes instead (every training line stays a training environment
+of each fit; `val` scores are then out-of-chromosome, not out-of-cell-line). Test scores average the fold's models.
 """
 
 from __future__ import annotations
@@ -80,6 +82,25 @@ def score_frame(data: PairData, scores: np.ndarray, fold: int, split: str) -> pd
     return out
 
 
+def validation_groups(
+    pool: pd.DataFrame, train_lines: list[str], validation: str = "cell_line", n_groups: int = 3
+) -> list[tuple[str, np.ndarray]]:
+    """(name, boolean mask over pool rows) of each validation set, used in turn.
+
+    cell_line: each training line; chromosome: the pool's chromosomes dealt round-robin (sorted by name) into
+    `n_groups` groups, every training line's rows on them (each line then stays a training environment).
+    """
+    if validation == "cell_line":
+        return [(line, (pool.cell_line == line).to_numpy()) for line in train_lines]
+    if validation != "chromosome":
+        raise ValueError(f"protocol.validation {validation!r} is unknown (expected cell_line or chromosome)")
+    chroms = sorted(pool.chrom.unique())
+    if len(chroms) < 2:
+        raise ValueError(f"chromosome validation needs >= 2 chromosomes in the training pool, got {chroms}")
+    groups = [chroms[i :: min(n_groups, len(chroms))] for i in range(min(n_groups, len(chroms)))]
+    return [(",".join(g), pool.chrom.isin(g).to_numpy()) for g in groups]
+
+
 def run_heldout(
     data: dict[str, PairData],
     heldout: str,
@@ -91,6 +112,8 @@ def run_heldout(
     checkpoint_dir: Path | None = None,
     device: str = "cpu",
     spurious_columns: tuple[str, ...] | None = None,
+    validation: str = "cell_line",
+    validation_folds: int = 3,
 ) -> tuple[pd.DataFrame, dict]:
     """Train and score one model for one held-out line; returns the score table and per-fit notes.
 
@@ -118,27 +141,28 @@ def run_heldout(
         else:
             assert_no_leakage(pool.frame, heldout, [], "training pool")
         test_scores, train_sum, train_n = [], np.zeros(len(pool)), np.zeros(len(pool))
-        for v in train_lines:
-            is_val = (pool.frame.cell_line == v).to_numpy()
+        groups = validation_groups(pool.frame, train_lines, validation, validation_folds)
+        for i, (v, is_val) in enumerate(groups):
             train, val = pool.subset(~is_val), pool.subset(is_val)
             if val.y.sum() == 0 or train.y.sum() == 0:
-                raise ValueError(f"fold {f}: validation line {v} or its training rows have no positives")
+                raise ValueError(f"fold {f}: validation set {v} or its training rows have no positives")
             ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{f}_{v}.pt"
             model = make_model(model_name, params, seed, checkpoint=ckpt, device=device).fit(train, val)
             rows.append(score_frame(val, model.predict(val), f, "val"))
             train_sum[~is_val] += model.predict(train)
             train_n[~is_val] += 1
             test_scores.append(model.predict(test))
-            notes.append({"fold": f, "validation_line": v, "n_train": len(train), "n_val": len(val)})
-            if spurious_columns is not None and v == train_lines[0]:
+            notes.append({"fold": f, "validation_set": v, "n_train": len(train), "n_val": len(val)})
+            if spurious_columns is not None and i == 0:
                 from epiflow.diagnostics import diagnose_model
 
                 found = diagnose_model(model, train, test, tuple(spurious_columns), seed)
-                diagnostics.append({"fold": f, "validation_line": v} | found)
+                diagnostics.append({"fold": f, "validation_set": v} | found)
         rows.append(score_frame(pool, train_sum / np.maximum(train_n, 1), f, "train"))
         rows.append(score_frame(test, np.mean(test_scores, axis=0), f, "test"))
     scores = pd.concat(rows, ignore_index=True)[SCORE_COLUMNS]
-    info = {"heldout": heldout, "model": model_name, "train_lines": train_lines, "fits": notes}
+    info = {"heldout": heldout, "model": model_name, "train_lines": train_lines, "validation": validation}
+    info["fits"] = notes
     return scores, info | ({"diagnostics": diagnostics} if spurious_columns is not None else {})
 
 

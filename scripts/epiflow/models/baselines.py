@@ -36,6 +36,8 @@ class GBMModel(Model):
     def fit(self, train: PairData, val: PairData) -> Model:
         train, val = self.inputs(train), self.inputs(val)
         params = {k: v for k, v in self.params.items() if k != "exclude_columns"}
+        if "min_samples_leaf" in params:  # a leaf never needs more than 5 % of the rows (small data still splits)
+            params["min_samples_leaf"] = int(min(params["min_samples_leaf"], max(20, len(train) // 20)))
         # choose the number of boosting rounds on the validation cell line, then keep that model
         clf = HistGradientBoostingClassifier(random_state=self.seed, early_stopping=False, **params)
         clf.fit(train.table, train.y)
