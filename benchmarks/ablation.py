@@ -27,13 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from rundata import REPO, heldout_data, load_config
+from rundata import REPO, heldout_data, load_config, score_rows
 
-from epiflow.features import compute_features, save_features
-from epiflow.io import read_chrom_sizes
-from epiflow.metrics import aupr, auroc
+from epiflow.features import compute_configured, save_features
+from epiflow.io import read_chrom_sizes, read_pair_table
 from epiflow.train import run_heldout
 
 log = logging.getLogger("ablation")
@@ -51,45 +49,19 @@ def build_features(workdir: Path, config: dict, lines: list[str], normalization:
     """Every line's features under one normalization (cached in DIR/ablation/features-NORM/); returns the folder."""
     out = workdir / "ablation" / f"features-{normalization}"
     out.mkdir(parents=True, exist_ok=True)
-    opts, marks = config["features"], config["marks"]
+    marks = config["marks"]
     sizes = read_chrom_sizes(workdir / "results/reference/chrom_sizes.tsv")
     for line in lines:
         target = out / f"{line}.npz"
         if target.exists():
             continue
         start = time.monotonic()
-        pairs = pd.read_csv(
-            workdir / f"results/pairs/{line}.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str, "pair_id": str}
-        )
+        pairs = read_pair_table(workdir / f"results/pairs/{line}.tsv.gz")
         tracks = {m: str(workdir / f"results/tracks/{line}/{m}.bw") for m in marks}
-        table, profile = compute_features(
-            pairs,
-            tracks,
-            sizes,
-            resolution=opts["resolution"],
-            n_bins=opts["profile_bins"],
-            flank_fraction=opts["flank_fraction"],
-            normalization=normalization,
-        )
+        table, profile = compute_configured(pairs, tracks, sizes, config["features"], normalization)
         save_features(target, pairs.pair_id, table, profile, marks)
         log.info("features %s %s: %d pairs in %.1f s", normalization, line, len(pairs), time.monotonic() - start)
     return out
-
-
-def score_rows(scores: pd.DataFrame) -> dict:
-    """Test/train AUPR pooled over folds (as summary.tsv), the gap, and the mean per-line validation AUPR."""
-
-    def pooled(split):
-        d = scores[scores.split == split]
-        return d.label.to_numpy(), d.score.to_numpy()
-
-    test_y, test_s = pooled("test")
-    train_y, train_s = pooled("train")
-    val = scores[scores.split == "val"]
-    per_line = [aupr(d.label.to_numpy(), d.score.to_numpy()) for _, d in val.groupby("cell_line")]
-    row = {"val_aupr_per_line": float(np.mean(per_line)), "train_aupr": aupr(train_y, train_s)}
-    row |= {"test_aupr": aupr(test_y, test_s), "test_auroc": auroc(test_y, test_s)}
-    return row | {"gap": row["train_aupr"] - row["test_aupr"]}
 
 
 def main(argv=None) -> int:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from epiflow.io import read_tads  # noqa: E402
-from epiflow.train import add_topology, load_cell_data, training_lines  # noqa: E402
+from epiflow.metrics import aupr, auroc  # noqa: E402
+from epiflow.train import load_heldout_data, training_lines  # noqa: E402
 
 
 def deep_update(base: dict, over: dict) -> dict:
@@ -58,7 +59,20 @@ def heldout_data(workdir: Path, config: dict, heldout: str, features_dir: Path |
     train_lines = training_lines(all_lines, heldout, protocol.get("train"))
     features_dir = features_dir or workdir / "results" / "features"
     lines = [heldout, *train_lines]
-    data = {c: load_cell_data(workdir / f"results/pairs/{c}.tsv.gz", features_dir / f"{c}.npz") for c in lines}
-    chrom_map = config["reference"].get("chrom_map")
-    tads = {c: read_tads(p, chrom_map=chrom_map) for c, p in tad_paths(workdir, config).items() if c in train_lines}
-    return train_lines, add_topology(data, tads, heldout)
+    pairs = {c: workdir / f"results/pairs/{c}.tsv.gz" for c in lines}
+    features = {c: features_dir / f"{c}.npz" for c in lines}
+    tads = tad_paths(workdir, config)
+    return train_lines, load_heldout_data(
+        heldout, train_lines, pairs, features, tads, config["reference"].get("chrom_map")
+    )
+
+
+def score_rows(scores: pd.DataFrame) -> dict:
+    """Of run_heldout's score table: the mean per-line validation AUPR (the column a choice may be made on), train
+    and test AUPR pooled over folds (as summary.tsv), test AUROC and the train - test gap."""
+    parts = {split: scores[scores.split == split] for split in ("train", "val", "test")}
+    per_line = [aupr(d.label.to_numpy(), d.score.to_numpy()) for _, d in parts["val"].groupby("cell_line")]
+    row = {"val_aupr_per_line": float(np.mean(per_line))}
+    row |= {f"{s}_aupr": aupr(parts[s].label.to_numpy(), parts[s].score.to_numpy()) for s in ("train", "test")}
+    row["test_auroc"] = auroc(parts["test"].label.to_numpy(), parts["test"].score.to_numpy())
+    return row | {"gap": row["train_aupr"] - row["test_aupr"]}

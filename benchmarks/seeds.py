@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rundata import REPO, heldout_data, load_config
+from rundata import REPO, heldout_data, load_config, score_rows
 
-from epiflow.metrics import aupr
 from epiflow.train import run_heldout
 
 log = logging.getLogger("seeds")
@@ -35,14 +34,8 @@ log = logging.getLogger("seeds")
 def one_run(data, heldout, train_lines, folds, model, params, seed, validation="cell_line") -> dict:
     start = time.monotonic()
     scores, _ = run_heldout(data, heldout, train_lines, folds, model, params, seed, validation=validation)
-    row = {"model": model, "seed": seed}
-    for split in ("train", "test"):
-        part = scores[scores.split == split]
-        row[f"{split}_aupr"] = aupr(part.label.to_numpy(), part.score.to_numpy())
-    val = scores[scores.split == "val"]
-    row["val_aupr_per_line"] = float(
-        np.mean([aupr(d.label.to_numpy(), d.score.to_numpy()) for _, d in val.groupby("cell_line")])
-    )
+    scored = score_rows(scores)
+    row = {"model": model, "seed": seed} | {k: scored[k] for k in ("train_aupr", "test_aupr", "val_aupr_per_line")}
     return row | {"seconds": round(time.monotonic() - start, 1)}
 
 

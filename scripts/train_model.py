@@ -11,19 +11,21 @@ import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from epiflow.gpu import device_slot  # noqa: E402
-from epiflow.io import read_tads  # noqa: E402
-from epiflow.train import add_topology, load_cell_data, run_heldout  # noqa: E402
+from epiflow.train import load_heldout_data, run_heldout  # noqa: E402
 
 sm = snakemake  # noqa: F821
 torch.set_num_threads(sm.threads)
 threadpool_limits(sm.threads)  # OpenMP/BLAS (HistGradientBoosting) thrash when oversubscribed
 lines = sm.params.heldout_lines
 heldout, train_lines = lines[0], lines[1:]
-data = {c: load_cell_data(p, f) for c, p, f in zip(lines, sm.input.pairs, sm.input.features, strict=False)}
-tads = {
-    c: read_tads(p, chrom_map=sm.params.chrom_map) for c, p in zip(sm.params.tad_lines, sm.input.tads, strict=False)
-}
-data = add_topology(data, tads, heldout)
+data = load_heldout_data(
+    heldout,
+    train_lines,
+    pairs=dict(zip(lines, sm.input.pairs, strict=False)),
+    features=dict(zip(lines, sm.input.features, strict=False)),
+    tads=dict(zip(sm.params.tad_lines, sm.input.tads, strict=False)),
+    chrom_map=sm.params.chrom_map,
+)
 with device_slot(".snakemake/gpu-slots", n_devices=None if sm.resources.gpu else 0) as device:
     scores, info = run_heldout(
         data,

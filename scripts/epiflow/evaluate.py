@@ -13,35 +13,52 @@ import logging
 import numpy as np
 import pandas as pd
 
-from epiflow.calibrate import adjust_to_prior, assert_calibration_rows, bbse_prior, em_prior_shift, fit_on_validation
+from epiflow.calibrate import (
+    Calibrator,
+    adjust_to_prior,
+    assert_calibration_rows,
+    bbse_prior,
+    em_prior_shift,
+    fit_on_validation,
+)
 from epiflow.errors import InputError
 from epiflow.metrics import binary_metrics, choose_threshold, log_loss, reliability_curve
 
 log = logging.getLogger(__name__)
 
 
-def select_method(val: pd.DataFrame, methods: list[str], heldout: str, test_chroms: list[str]) -> tuple[str, dict]:
+def line_out_fits(
+    val: pd.DataFrame, method: str, heldout: str, test_chroms: list[str]
+) -> list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]]:
+    """(other lines' rows, left-out line's rows, `method` fitted on the other lines) for each validation line left
+    out in turn; empty with fewer than two lines, a line skipped when the others hold a single class."""
+    lines = val.cell_line.unique()
+    fits = []
+    for line in lines if len(lines) > 1 else []:
+        fit, held = val[val.cell_line != line], val[val.cell_line == line]
+        if fit.label.nunique() >= 2:
+            fits.append((fit, held, fit_on_validation(fit, method, heldout, test_chroms)))
+    return fits
+
+
+def select_method(
+    val: pd.DataFrame, methods: list[str], heldout: str, test_chroms: list[str]
+) -> tuple[str, dict, list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]]]:
     """The calibration method with the lowest leave-one-validation-line-out log loss (cross-fitted on val only).
 
-    Returns the method and every method's cross-fitted validation log loss.
+    Returns the method, every method's cross-fitted validation log loss and the chosen method's line_out_fits.
     """
-    lines = val.cell_line.unique()
-    if len(methods) == 1 or len(lines) < 2:
-        return methods[0], {}
-    losses = {}
+    if len(methods) == 1 or val.cell_line.nunique() < 2:
+        return methods[0], {}, line_out_fits(val, methods[0], heldout, test_chroms)
+    losses, fits = {}, {}
     for method in methods:
-        parts = []
-        for line in lines:
-            fit, held = val[val.cell_line != line], val[val.cell_line == line]
-            if fit.label.nunique() < 2:
-                continue
-            cal = fit_on_validation(fit, method, heldout, test_chroms)
-            parts.append((held.label.to_numpy(), cal.transform(held.score.to_numpy())))
-        y = np.concatenate([p[0] for p in parts])
-        losses[method] = log_loss(y, np.concatenate([p[1] for p in parts]))
+        fits[method] = line_out_fits(val, method, heldout, test_chroms)
+        y = np.concatenate([held.label.to_numpy() for _, held, _ in fits[method]])
+        probs = np.concatenate([cal.transform(held.score.to_numpy()) for _, held, cal in fits[method]])
+        losses[method] = log_loss(y, probs)
     best = min(losses, key=losses.get)
     log.info("calibration method losses %s -> %s", {k: round(v, 5) for k, v in losses.items()}, best)
-    return best, losses
+    return best, losses, fits[best]
 
 
 def shift_weights(y: np.ndarray, source_prior: float, target_prior: float) -> np.ndarray:
@@ -77,19 +94,21 @@ def estimate_prior(name: str, val_y: np.ndarray, val_probs: np.ndarray, probs: n
     raise ValueError(f"label-shift estimator {name!r} is unknown (expected one of {', '.join(ESTIMATORS)})")
 
 
-def prior_errors(val: pd.DataFrame, method: str, heldout: str, test_chroms: list[str]) -> dict[str, float]:
+def prior_errors(
+    val: pd.DataFrame,
+    method: str,
+    heldout: str,
+    test_chroms: list[str],
+    fits: list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]] | None = None,
+) -> dict[str, float]:
     """Each estimator's mean absolute error on the validation lines' positive rates, leave-one-line-out.
 
-    Calibrate on the other validation lines, estimate the left-out line's rate from its unlabelled scores, compare
-    with its true rate. Validation rows only; NaN for an estimator that could not be checked.
+    Calibrate on the other validation lines (`fits`: their line_out_fits when already made), estimate the left-out
+    line's rate from its unlabelled scores, compare with its true rate. Validation rows only; NaN for an estimator
+    that could not be checked.
     """
     errors: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
-    lines = val.cell_line.unique()
-    for line in lines if len(lines) > 1 else []:
-        fit, held = val[val.cell_line != line], val[val.cell_line == line]
-        if fit.label.nunique() < 2:
-            continue
-        cal = fit_on_validation(fit, method, heldout, test_chroms)
+    for fit, held, cal in line_out_fits(val, method, heldout, test_chroms) if fits is None else fits:
         fit_y, fit_probs = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
         probs = cal.transform(held.score.to_numpy())
         for name in ESTIMATORS:
@@ -112,7 +131,7 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
     """Calibrated `prob` and the threshold for one fold's rows (split train/val/test); returns rows and notes."""
     val = fold[fold.split == "val"]
     assert_calibration_rows(val, heldout, test_chroms)
-    method, val_losses = select_method(val, list(cfg["methods"]), heldout, test_chroms)
+    method, val_losses, fits = select_method(val, list(cfg["methods"]), heldout, test_chroms)
     cal = fit_on_validation(val, method, heldout, test_chroms)
     out = fold.copy()
     out["prob_calibrated"] = cal.transform(out.score.to_numpy())
@@ -121,7 +140,7 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
     val_probs = cal.transform(val.score.to_numpy())
     val_prior = float(val_y.mean())
     is_test = (out.split == "test").to_numpy()
-    errors = prior_errors(val, method, heldout, test_chroms)
+    errors = prior_errors(val, method, heldout, test_chroms, fits)
     estimator = choose_estimator(cfg["label_shift"], errors)
     estimates = {name: float("nan") for name in ESTIMATORS}
     test_prior = val_prior
@@ -165,8 +184,8 @@ def compare_methods(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cf
     if test.empty or test.label.nunique() < 2:
         return pd.DataFrame()
     y, rows = test.label.to_numpy(), []
-    val_prior = float(val.label.mean())
     val_y = val.label.to_numpy()
+    val_prior = float(val_y.mean())
     for method in ["none", *[m for m in cfg["methods"] if m != "none"]]:
         cal = fit_on_validation(val, method, heldout, test_chroms)
         probs, val_probs = cal.transform(test.score.to_numpy()), cal.transform(val.score.to_numpy())

@@ -356,6 +356,22 @@ def compute_features(
     return frame, profile
 
 
+def compute_configured(
+    pairs: pd.DataFrame, tracks: dict[str, str], chrom_sizes: dict, options: dict, normalization: str | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """compute_features with the config's `features:` options (resolution, profile_bins, flank_fraction,
+    normalization); `normalization` given here overrides the option."""
+    return compute_features(
+        pairs,
+        tracks,
+        chrom_sizes,
+        resolution=options["resolution"],
+        n_bins=options["profile_bins"],
+        flank_fraction=options["flank_fraction"],
+        normalization=options["normalization"] if normalization is None else normalization,
+    )
+
+
 _BASE_CODES = np.full(256, 4, dtype=np.int8)
 for _code, _letters in enumerate(("Aa", "Cc", "Gg", "Tt")):
     for _letter in _letters:

@@ -282,3 +282,8 @@ def read_pairs(
         cell_line,
     )
     return frame
+
+
+def read_pair_table(path) -> pd.DataFrame:
+    """A pair table the pairs stage wrote (results/pairs/{cell_line}.tsv.gz), identifiers kept as text."""
+    return pd.read_csv(path, sep="\t", dtype={"chrom": str, "gene": str, "pair_id": str})

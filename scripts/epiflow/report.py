@@ -19,6 +19,7 @@ import pandas as pd
 
 from epiflow import audit, narrative, plots
 from epiflow.diagnostics import feature_shift, summarize_diagnostics
+from epiflow.io_pairs import read_pair_table
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,6 @@ def read_predictions(paths: dict) -> dict[tuple[str, str], pd.DataFrame]:
     return {key: pd.read_csv(p, sep="\t", dtype={"chrom": str, "pair_id": str}) for key, p in paths.items()}
 
 
-def read_pairs(path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", dtype={"chrom": str, "pair_id": str, "gene": str})
-
-
 def per_heldout(predictions: dict) -> dict[str, dict[str, pd.DataFrame]]:
     """(heldout, model) -> table  as  heldout -> model -> table."""
     out: dict[str, dict[str, pd.DataFrame]] = {}
@@ -95,8 +92,8 @@ def leakage_tables(inputs: ReportInputs, by_line: dict) -> tuple[pd.DataFrame, p
         lines = inputs.train_lines.get(heldout, [])
         if heldout not in inputs.pairs or not all(c in inputs.pairs for c in lines):
             continue
-        train = pd.concat([read_pairs(inputs.pairs[c]) for c in lines], ignore_index=True)
-        table = audit.leakage_audit(models, read_pairs(inputs.pairs[heldout]), train, inputs.chrom_folds)
+        train = pd.concat([read_pair_table(inputs.pairs[c]) for c in lines], ignore_index=True)
+        table = audit.leakage_audit(models, read_pair_table(inputs.pairs[heldout]), train, inputs.chrom_folds)
         leakage.append(table.assign(heldout=heldout))
     leak = pd.concat(leakage, ignore_index=True) if leakage else pd.DataFrame()
     if not leak.empty:
@@ -156,7 +153,7 @@ def anchor_table(inputs: ReportInputs, by_line: dict) -> pd.DataFrame:
             log.warning("anchor %s: held-out line %s not in this run; skipped", anchor["name"], heldout)
             continue
         scores = audit.read_anchor(
-            anchor["source"], anchor.get("format", "transepi"), read_pairs(inputs.pairs[heldout])
+            anchor["source"], anchor.get("format", "transepi"), read_pair_table(inputs.pairs[heldout])
         )
         table = audit.anchor_comparison(scores, by_line[heldout], anchor["name"])
         parts.append(table.assign(heldout=heldout, anchor=anchor["name"]))

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from epiflow.errors import LeakageError
+from epiflow.io_pairs import read_pair_table
+from epiflow.io_regions import read_tads
 from epiflow.models import PairData, make_model
 
 log = logging.getLogger(__name__)
@@ -97,8 +99,8 @@ def validation_groups(
     chroms = sorted(pool.chrom.unique())
     if len(chroms) < 2:
         raise ValueError(f"chromosome validation needs >= 2 chromosomes in the training pool, got {chroms}")
-    groups = [chroms[i :: min(n_groups, len(chroms))] for i in range(min(n_groups, len(chroms)))]
-    return [(",".join(g), pool.chrom.isin(g).to_numpy()) for g in groups]
+    k = min(n_groups, len(chroms))
+    return [(",".join(chroms[i::k]), pool.chrom.isin(chroms[i::k]).to_numpy()) for i in range(k)]
 
 
 def run_heldout(
@@ -170,13 +172,23 @@ def load_cell_data(pairs_path: str | Path, features_path: str | Path, cell_line:
     """One cell line's pair table and feature file, aligned by pair_id (they must hold the same pairs)."""
     from epiflow.features import load_features
 
-    frame = pd.read_csv(pairs_path, sep="\t", dtype={"chrom": str, "gene": str, "pair_id": str})
+    frame = read_pair_table(pairs_path)
     if cell_line is not None:
         check_cell_line(frame, cell_line, str(pairs_path))
     feats = load_features(features_path)
     if not np.array_equal(feats["pair_id"], frame.pair_id.to_numpy(dtype=str)):
         raise ValueError(f"{features_path}: pairs differ from {pairs_path}; rerun features_compute")
     return PairData(frame, feats["values"], [str(c) for c in feats["columns"]], feats["profile"], feats.get("seq"))
+
+
+def load_heldout_data(
+    heldout: str, train_lines: list[str], pairs: dict, features: dict, tads: dict, chrom_map=None
+) -> dict[str, PairData]:
+    """What rule train_model trains on: the held-out and training lines' pairs + features (paths by line), with the
+    conserved-TAD prior from the TAD lists (paths by line) of the training lines only."""
+    data = {c: load_cell_data(pairs[c], features[c]) for c in [heldout, *train_lines]}
+    reference = {c: read_tads(p, chrom_map=chrom_map) for c, p in tads.items() if c in train_lines}
+    return add_topology(data, reference, heldout)
 
 
 def add_topology(
