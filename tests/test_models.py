@@ -102,7 +102,7 @@ def split(lines):
 def test_registry_has_the_zoo():
     names = set(available_models())
     zoo = {"distance", "gbm", "gbm_notopo", "abc", "propensity", "epinet_small", "epinet", "checkpoint18"}
-    zoo |= {f"epinet_{v}" for v in ("dann", "irm", "vrex", "groupdro", "swap", "energy", "notopo")}
+    zoo |= {f"epinet_{v}" for v in ("dann", "cdann", "cip", "irm", "vrex", "groupdro", "swap", "energy", "notopo")}
     assert zoo <= names
     assert available_models()["checkpoint18"].defaults["energy"] is True
     assert available_models()["epinet"].uses_gpu and not available_models()["gbm"].uses_gpu
@@ -215,6 +215,48 @@ def test_energy_interaction_term_ignores_cell_context(split):
     assert torch.allclose(a["logit"], a["u"] - a["r"])
     z = torch.randn(50, 4)
     assert orthogonality_loss(z, z).item() > orthogonality_loss(z, torch.randn(50, 4)).item()
+
+
+def test_conditional_discriminator_reads_each_rows_class_and_reverses_its_gradient():
+    torch.manual_seed(0)
+    disc = inv.ConditionalDiscriminator(6, 3)
+    z = torch.randn(8, 6, requires_grad=True)
+    y = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
+    env = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    logits = disc(z, y, 1.0)
+    both = disc.net(z).view(8, 2, 3)
+    assert logits.shape == (8, 3)
+    assert torch.equal(logits[y == 0], both[y == 0, 0]) and torch.equal(logits[y == 1], both[y == 1, 1])
+    grads = []
+    for coefficient in (0.0, 2.0):
+        z.grad = None
+        out = disc.net(z).view(8, 2, 3)[torch.arange(8), y] if coefficient == 0 else disc(z, y, coefficient)
+        inv.class_balanced_env_loss(out, env, y).backward()
+        grads.append(z.grad.clone())
+    assert torch.allclose(grads[1], -2.0 * grads[0])
+    # class balance: one positive among many negatives weighs as much as all the negatives together
+    losses = torch.nn.functional.cross_entropy(logits.detach(), env, reduction="none")
+    expected = (losses[y == 0].mean() + losses[y == 1].mean()) / 2
+    assert torch.isclose(inv.class_balanced_env_loss(logits.detach(), env, y), expected)
+
+
+def test_conditional_mean_penalty_sees_a_class_scored_differently_per_line():
+    y = torch.tensor([1, 0, 1, 0, 1, 0])
+    env = torch.tensor([0, 0, 1, 1, 2, 2])
+    same = torch.tensor([2.0, -1.0, 2.0, -1.0, 2.0, -1.0])
+    assert inv.conditional_mean_penalty(same, y, env, 3).item() == 0.0
+    # the marginal mean can differ between lines (different positive rates) without any penalty ...
+    y2, env2 = torch.tensor([1, 1, 0, 1, 0, 0]), torch.tensor([0, 0, 0, 1, 1, 1])
+    scores2 = torch.where(y2 == 1, 2.0, -1.0)
+    assert inv.conditional_mean_penalty(scores2, y2, env2, 2).item() == 0.0
+    # ... but positives of line 2 scored higher than positives elsewhere are: (3 - 2.333)^2 etc.
+    shifted = same.clone()
+    shifted[4] = 3.0
+    expected = ((2 - 7 / 3) ** 2 * 2 + (3 - 7 / 3) ** 2) / 3 / 2  # class 1 term, averaged with class 0's zero
+    assert inv.conditional_mean_penalty(shifted, y, env, 3).item() == pytest.approx(expected)
+    # adding the same constant to every score changes nothing; one line alone in a class gives no term
+    assert inv.conditional_mean_penalty(shifted + 5, y, env, 3).item() == pytest.approx(expected)
+    assert inv.conditional_mean_penalty(same[:2], y[:2], env[:2], 3).item() == 0.0
 
 
 def test_penalties():

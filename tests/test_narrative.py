@@ -38,6 +38,8 @@ def healthy() -> narrative.Facts:
                     "sharpness_relative": 0.10,
                     "spurious_share": 0.05,
                     "spurious_groups": ["H2AZ"],
+                    "screened_out": [],  # screened, kept every mark
+                    "screen_gain": 0.0,
                 }
             ]
         ),
@@ -81,6 +83,18 @@ def both(*modifiers):
     return apply
 
 
+def screened(marks: list[str]):
+    """A modifier: gbm's environment screen dropped `marks` (a list per cell: not settable through .loc)."""
+
+    def apply(facts):
+        rows = facts.diagnostics.model == "gbm"
+        facts.diagnostics["screened_out"] = [
+            marks if hit else kept for hit, kept in zip(rows, facts.diagnostics.screened_out, strict=True)
+        ]
+
+    return apply
+
+
 def gap(value):
     return both(set_value("summary", "aupr_train", 0.75 + value), set_value("summary", "gap", value))
 
@@ -89,6 +103,7 @@ MEETS = {
     "generalization_gap": gap(0.29),
     "encodes_cell_line": both(gap(0.29), set_value("diagnostics", "domain_probe_accuracy", 0.91)),
     "spurious_reliance": set_value("diagnostics", "spurious_share", 0.6),
+    "screened_out": both(screened(["H2AZ"]), set_value("diagnostics", "screen_gain", 0.02)),
     # best-F1 threshold 0.01 on test vs 0.31 on validation, and it costs F1
     "threshold_shift": both(
         set_value("summary", "oracle_threshold", 0.01),

@@ -8,7 +8,14 @@ from epiflow.errors import LeakageError
 from epiflow.evaluate import calibrate_scores, split_metrics
 from epiflow.metrics import aupr
 from epiflow.models import PairData
-from epiflow.train import assert_no_leakage, check_cell_line, run_heldout, validation_groups
+from epiflow.train import (
+    assert_no_leakage,
+    check_cell_line,
+    concat_data,
+    run_heldout,
+    screen_marks,
+    validation_groups,
+)
 
 CHROMS = ["chr1", "chr2", "chr3", "chr4"]
 CFG = {
@@ -19,8 +26,8 @@ CFG = {
 }
 
 
-def synthetic_line(line: str, n: int, rng: np.random.Generator, shift: float = 0.0) -> PairData:
-    """Pairs whose label depends on feature 0 and on distance; `shift` adds a cell-line batch offset."""
+def labelled_pairs(line: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """A line's pairs labelled from one mark's signal and distance: (signal, distance, pair table)."""
     signal = rng.standard_normal(n)
     distance = np.exp(rng.uniform(np.log(5e3), np.log(5e5), n))
     logit = 2.0 * signal - 2.5 * (np.log10(distance) - 4) - 1.0
@@ -34,6 +41,12 @@ def synthetic_line(line: str, n: int, rng: np.random.Generator, shift: float = 0
             "distance": distance.astype(int),
         }
     )
+    return signal, distance, frame
+
+
+def synthetic_line(line: str, n: int, rng: np.random.Generator, shift: float = 0.0) -> PairData:
+    """Pairs whose label depends on feature 0 and on distance; `shift` adds a cell-line batch offset."""
+    signal, distance, frame = labelled_pairs(line, n, rng)
     table = np.column_stack([signal + shift, rng.standard_normal(n), np.log10(distance)]).astype(np.float32)
     return PairData(frame, table, ["mark_enhancer", "noise", "log_distance"])
 
@@ -143,3 +156,44 @@ def test_validation_groups_rules(lines):
         validation_groups(pool, ["B", "C"], "random")
     with pytest.raises(ValueError, match=">= 2 chromosomes"):
         validation_groups(pool[pool.chrom == "chr1"], ["B", "C"], "chromosome")
+
+
+def cue_line(line: str, n: int, rng: np.random.Generator, link: float) -> PairData:
+    """Pairs labelled by a `real` mark and distance; the `cue` mark tracks the label with a per-line `link`
+    (negative: it marks the negatives)."""
+    real, distance, frame = labelled_pairs(line, n, rng)
+    cue = link * (2 * frame.label.to_numpy() - 1) + rng.standard_normal(n)
+    table = np.column_stack([real, cue, np.log10(distance)]).astype(np.float32)
+    return PairData(frame, table, ["real_enhancer", "cue_enhancer", "log_distance"])
+
+
+def heldout_aupr(scores: pd.DataFrame) -> float:
+    test = scores[scores.split == "test"]
+    return aupr(test.label.to_numpy(), test.score.to_numpy())
+
+
+def test_environment_screen_drops_a_mark_whose_link_does_not_transfer():
+    rng = np.random.default_rng(1)
+    links = {"A": 1.5, "B": 1.5, "C": -1.5, "D": -1.5}  # the cue flips in training line C and in D
+    lines = {c: cue_line(c, 500, rng, link) for c, link in links.items()}
+    pool = concat_data([lines[c] for c in "ABC"])
+    groups = validation_groups(pool.frame, ["A", "B", "C"])
+    gbm = {"max_iter": 30}
+    dropped, trace = screen_marks(pool, groups, "gbm", gbm, seed=0)
+    assert dropped == ["cue"]
+    first = {t["candidate"]: t["val_aupr"] for t in trace if t["round"] == 1}
+    assert first["cue"] > trace[0]["val_aupr"] + 0.005 > first["real"]
+    # the same cue with the same link in every training line is not dropped: the screen is not a plain feature filter
+    steady = concat_data([cue_line(c, 500, rng, 1.5) for c in "ABC"])
+    gone = screen_marks(steady, validation_groups(steady.frame, ["A", "B", "C"]), "gbm", gbm, seed=0)[0]
+    assert gone == []
+
+    # in the protocol: gbm_screen screens each fold's pool; its final fits are gbm's without the dropped mark
+    folds = [["chr1", "chr2"], ["chr3", "chr4"]]
+    scores, info = run_heldout(lines, "D", ["A", "B", "C"], folds, "gbm_screen", gbm, seed=0)
+    assert [(s["fold"], s["dropped"]) for s in info["screen"]] == [(0, ["cue"]), (1, ["cue"])]
+    without, _ = run_heldout(lines, "D", ["A", "B", "C"], folds, "gbm", gbm | {"exclude_columns": ["cue"]}, seed=0)
+    assert np.allclose(scores.score.to_numpy(), without.score.to_numpy())
+    plain, info_plain = run_heldout(lines, "D", ["A", "B", "C"], folds, "gbm", gbm, seed=0)
+    assert "screen" not in info_plain
+    assert heldout_aupr(scores) > heldout_aupr(plain)

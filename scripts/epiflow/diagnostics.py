@@ -264,7 +264,8 @@ def _nanmean(values) -> float:
 
 
 def summarize_diagnostics(per_fold: list[dict]) -> dict:
-    """Mean of each numeric diagnostic over folds (NaN-aware); attribution averaged per column."""
+    """Mean of each numeric diagnostic over folds (NaN-aware); attribution averaged per column; the marks the
+    environment screen dropped in any fold (`screened_out`, only for models that screen)."""
     if not per_fold:
         return {}
     keys = [k for k, v in per_fold[0].items() if isinstance(v, int | float) and not isinstance(v, bool)]
@@ -273,4 +274,6 @@ def summarize_diagnostics(per_fold: list[dict]) -> dict:
     out["attribution"] = {c: _nanmean([d.get("attribution", {}).get(c) for d in per_fold]) for c in columns}
     out["spurious_columns"] = per_fold[0].get("spurious_columns", [])
     out["spurious_groups"] = per_fold[0].get("spurious_groups", [])
+    if any("screened_out" in d for d in per_fold):  # the environment screen ran (epiflow.train.screen_marks)
+        out["screened_out"] = sorted({m for d in per_fold for m in d.get("screened_out", [])})
     return out

@@ -25,7 +25,8 @@ class Facts:
     """The report's tables. summary: one row per heldout x model (summary_table); the others may be empty.
 
     diagnostics: heldout, model, domain_probe_accuracy, domain_probe_chance, separation_train, separation_test,
-    sharpness_relative, spurious_share, spurious_groups; leakage: heldout, model, share_either, aupr_seen,
+    sharpness_relative, spurious_share, spurious_groups, screened_out (marks the environment screen dropped; None for
+    a model that does not screen), screen_gain; leakage: heldout, model, share_either, aupr_seen,
     aupr_unseen; shift: heldout, feature, w1_raw, w1_normalized; distance: heldout, model, bin, lift;
     calibration: heldout, model, fold, val_prior, test_prior_estimate, test_prior_true; anchors: heldout, anchor,
     scorer, n, aupr.
@@ -284,6 +285,18 @@ def spurious_reliance(facts: Facts, t: float) -> list[Finding]:
     return out
 
 
+def screened_out(facts: Facts, t: float) -> list[Finding]:
+    """The environment screen dropped marks and that raised the validation lines' AUPR by >= t."""
+    out = []
+    for r in _joined(facts, facts.diagnostics).itertuples() if not facts.diagnostics.empty else []:
+        marks = getattr(r, "screened_out", None)
+        gain = getattr(r, "screen_gain", math.nan)
+        if isinstance(marks, list) and marks and _finite(gain) and gain >= t:
+            values = {"marks": ", ".join(marks), "gain": gain}
+            out.append(Finding("screened_out", f"{r.heldout} / {r.model}", values, ["tab-diagnostics"], gain / t))
+    return out
+
+
 def anchor_gap(facts: Facts, t: float) -> list[Finding]:
     """An external anchor and the best candidate differ by >= t AUPR on identical pairs."""
     out = []
@@ -306,6 +319,7 @@ RULES = (
     Rule("generalization_gap", 0.10, generalization_gap, "regularize"),
     Rule("encodes_cell_line", 0.25, encodes_cell_line, "invariance"),
     Rule("spurious_reliance", 0.20, spurious_reliance, "invariance"),
+    Rule("screened_out", 0.005, screened_out, "invariance"),
     Rule("threshold_shift", 2.0, threshold_shift, "recalibrate"),
     Rule("prior_misestimate", 0.5, prior_misestimate, "recalibrate"),
     Rule("calibration_error", 0.10, calibration_error, "recalibrate"),

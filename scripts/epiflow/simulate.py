@@ -6,7 +6,8 @@ Invariant mechanism (holds in every cell line):
     motif pairing = `motif_pairing` when the enhancer's and the promoter's planted motifs are partners.
 Cell-line-specific spurious cue (the seed reflection's failure mode):
     the `spurious.mark` signal at an enhancer tracks whether that enhancer loops, with a strength that differs per
-    cell line (`spurious.strength`); in a line with strength 0 the same amount of signal sits on random enhancers.
+    cell line (`spurious.strength`, -1..1); in a line with strength 0 the same amount of signal sits on random
+    enhancers, with a negative strength on enhancers that do not loop.
     `batch_scale` multiplies every track of a line (another lab's pipeline), a cue that normalization removes.
 Everything is drawn from one numpy Generator seeded by `seed`, so the demo is identical on every machine.
 """
@@ -184,8 +185,13 @@ def cell_tracks(genome: Genome, cell: str, state: dict, rng: np.random.Generator
     strength = cfg["spurious"]["strength"][cell]
     # The cue: looping enhancers get extra signal in proportion to `strength`; the rest of the same budget lands on
     # random enhancers, so the mark's marginal level is the same in every line while its link to the label is not.
-    cue = np.where(looped, strength, 0.0)
-    decoys = rng.permutation(looped) * (1 - strength)
+    # A negative strength reverses the link: the cue then sits on as many *non*-looping enhancers (the cue marks
+    # the opposite in that line, the setting Colored-MNIST-style invariance benchmarks are built on).
+    cue = np.where(looped, max(strength, 0.0), 0.0)
+    decoys = rng.permutation(looped) * (1 - abs(strength))
+    if strength < 0:
+        quiet = np.flatnonzero(~looped)
+        cue[rng.choice(quiet, min(int(looped.sum()), len(quiet)), replace=False)] = -strength
     cue_height = cfg["spurious"]["height"] * (cue + decoys)
     scale = cfg["batch_scale"].get(cell, 1.0)
     tracks = {}

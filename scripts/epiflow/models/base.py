@@ -92,7 +92,8 @@ class Model:
     """A trainable scorer. fit() sees training and validation rows only; predict() returns scores in [0, 1].
 
     params: `model_params.<name>` of the config over the class `defaults`; `exclude_columns` (a list of feature
-    columns or groups of column_groups) is honoured by every model that reads the table.
+    columns or groups of column_groups) is honoured by every model that reads the table; `screen_marks` (with
+    `screen_margin`) asks the training protocol for the environment screen (epiflow.train.screen_marks).
     """
 
     uses_gpu = False
@@ -120,6 +121,9 @@ class Model:
         return None
 
 
+# Params every model accepts that are about its inputs and the training protocol, not the learner itself.
+PROTOCOL_PARAMS = ("exclude_columns", "screen_marks", "screen_margin")
+
 # gbm_robust's capacity: of five settings retrained on the BENGI study (benchmarks/ablation.py --normalizations
 # quantile --params ...), the three with the best mean per-line validation AUPR tied (0.380); this is the smallest
 # of them. Chosen on validation lines only.
@@ -143,6 +147,9 @@ def available_models() -> dict[str, type[Model]]:
         "gbm_notopo": preset(GBMModel, "gbm_notopo", exclude_columns=["topology"]),
         # capacity held down (few leaves, large leaves, L2): the seed's over-fit to cell-line cues, treated
         "gbm_robust": preset(GBMModel, "gbm_robust", **GBM_ROBUST),
+        # the environment screen (epiflow.train.screen_marks): marks that do not transfer to a held-out training
+        # line are dropped before the final fits
+        "gbm_screen": preset(GBMModel, "gbm_screen", screen_marks=True),
         "abc": ABCModel,
         "propensity": PropensityModel,
         "epinet_small": EpiNetSmall,

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from epiflow.models.base import Model, PairData
+from epiflow.models.base import PROTOCOL_PARAMS, Model, PairData
 
 
 def log_distance(data: PairData) -> np.ndarray:
@@ -28,14 +28,14 @@ class DistanceModel(Model):
 class GBMModel(Model):
     """HistGradientBoosting on the tabular features (TargetFinder's method); rounds chosen on validation rows.
 
-    params: sklearn's max_iter, learning_rate, max_leaf_nodes, ...; exclude_columns (feature groups to ablate).
+    params: sklearn's max_iter, learning_rate, max_leaf_nodes, ...; and the PROTOCOL_PARAMS (exclude_columns, ...).
     """
 
     defaults = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15}
 
     def fit(self, train: PairData, val: PairData) -> Model:
         train, val = self.inputs(train), self.inputs(val)
-        params = {k: v for k, v in self.params.items() if k != "exclude_columns"}
+        params = {k: v for k, v in self.params.items() if k not in PROTOCOL_PARAMS}
         if "min_samples_leaf" in params:  # a leaf never needs more than 5 % of the rows (small data still splits)
             params["min_samples_leaf"] = int(min(params["min_samples_leaf"], max(20, len(train) // 20)))
         # choose the number of boosting rounds on the validation cell line, then keep that model

@@ -30,6 +30,7 @@ class EnergyModule(nn.Module):
         self.r_body = mlp(context_width, hidden, width, dropout)
         self.u_head, self.r_head = nn.Linear(width, 1), nn.Linear(width, 1)
         self.discriminator: nn.Module | None = None
+        self.cond_discriminator: nn.Module | None = None
 
     def forward(self, batch: dict) -> dict:
         z_u = self.u_body(self.locus_tower(batch))

@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 # Model names that preset epinet options (config `model_params.<name>` still overrides each value).
 EPINET_PRESETS = {
     "epinet_dann": {"dann": 0.3},
+    "epinet_cdann": {"cdann": 1.0},
+    "epinet_cip": {"cip": 1.0},
     "epinet_irm": {"irm": 1.0},
     "epinet_vrex": {"vrex": 3.0},
     "epinet_groupdro": {"groupdro": 0.05},
     "epinet_swap": {"context_swap": 0.5},
+    "epinet_screen": {"screen_marks": True},
     "epinet_energy": {"energy": True},
     "epinet_notopo": {"exclude_columns": ["topology"]},
     "checkpoint18": {"energy": True, "dann": 0.3, "orthogonality": 0.1, "sparsity": 0.01},
@@ -100,6 +103,7 @@ class FlatModule(nn.Module):
             nn.Linear(embed_dim, 1),
         )
         self.discriminator: nn.Module | None = None
+        self.cond_discriminator: nn.Module | None = None
 
     def forward(self, batch: dict) -> dict:
         z = self.body(self.inputs(batch))
@@ -161,17 +165,19 @@ class EpiNetSmall(EpiNetBase):
 class EpiNet(EpiNetBase):
     """Profile convolutions + table + sequence towers, an embedding, a head; invariance options (0 = off):
 
-    dann (weight of the gradient-reversed cell-line loss), irm (IRMv1 penalty weight), vrex (risk-variance weight),
+    dann (weight of the gradient-reversed cell-line loss), cdann (the same within each class: line predicted from
+    the embedding given the label), irm (IRMv1 penalty weight), vrex (risk-variance weight),
     groupdro (group-weight step size), context_swap (fraction of rows given another line's context where labels
-    agree), energy (U_I - R_E head), orthogonality / sparsity (the seed's losses, energy only). Penalties ramp up
+    agree), cip (conditional invariance penalty on the logit: each class scored alike in every training line),
+    energy (U_I - R_E head), orthogonality / sparsity (the seed's losses, energy only). Penalties ramp up
     linearly over `ramp_epochs`.
     """
 
     use_profile = True
     defaults = TorchModel.defaults | {
         "epochs": 25, "patience": 4, "batch_size": 256, "lr": 0.003, "hidden": 64, "embed_dim": 32,
-        "channels": 16, "dropout": 0.1, "ramp_epochs": 3, "dann": 0.0, "irm": 0.0, "vrex": 0.0,
-        "groupdro": 0.0, "context_swap": 0.0, "energy": False, "orthogonality": 0.0, "sparsity": 0.0,
+        "channels": 16, "dropout": 0.1, "ramp_epochs": 3, "dann": 0.0, "cdann": 0.0, "cip": 0.0, "irm": 0.0,
+        "vrex": 0.0, "groupdro": 0.0, "context_swap": 0.0, "energy": False, "orthogonality": 0.0, "sparsity": 0.0,
     }  # fmt: skip
 
     def build(self, train: PairData) -> nn.Module:
@@ -188,6 +194,10 @@ class EpiNet(EpiNetBase):
             net = FlatModule(inputs, hidden, width, dropout)
         if float(p["dann"]) > 0:
             net.discriminator = inv.Discriminator(width * (2 if p["energy"] else 1), len(self.env_names))
+        if float(p["cdann"]) > 0:
+            net.cond_discriminator = inv.ConditionalDiscriminator(
+                width * (2 if p["energy"] else 1), len(self.env_names)
+            )
         return net
 
     def prepare(self, train: PairData) -> None:
@@ -227,12 +237,18 @@ class EpiNet(EpiNetBase):
             loss = losses.mean()
         if float(p["vrex"]) > 0:
             loss = loss + ramp * float(p["vrex"]) * inv.vrex_penalty(risks, present)
+        if float(p["cip"]) > 0:
+            penalty = inv.conditional_mean_penalty(out["logit"], batch["y"], batch["env"], n_env)
+            loss = loss + ramp * float(p["cip"]) * penalty
         if float(p["irm"]) > 0:
             penalty = inv.irm_penalty(out["logit"], batch["y"], batch["env"], n_env, self.pos_weight)
             loss = loss + ramp * float(p["irm"]) * penalty
         if net.discriminator is not None:
             env_logits = net.discriminator(out["embedding"], ramp * float(p["dann"]))
             loss = loss + nn.functional.cross_entropy(env_logits.float(), batch["env"])
+        if net.cond_discriminator is not None:
+            env_logits = net.cond_discriminator(out["embedding"], batch["y"], ramp * float(p["cdann"]))
+            loss = loss + inv.class_balanced_env_loss(env_logits, batch["env"], batch["y"])
         if float(p["orthogonality"]) > 0 and "z_u" in out:
             loss = loss + float(p["orthogonality"]) * orthogonality_loss(out["z_u"], out["z_r"])
         if float(p["sparsity"]) > 0:
