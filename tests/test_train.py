@@ -179,10 +179,11 @@ def test_environment_screen_drops_a_mark_whose_link_does_not_transfer():
     pool = concat_data([lines[c] for c in "ABC"])
     groups = validation_groups(pool.frame, ["A", "B", "C"])
     gbm = {"max_iter": 30}
-    dropped, trace = screen_marks(pool, groups, "gbm", gbm, seed=0)
+    dropped, trace, gain = screen_marks(pool, groups, "gbm", gbm, seed=0)
     assert dropped == ["cue"]
     first = {t["candidate"]: t["val_aupr"] for t in trace if t["round"] == 1}
     assert first["cue"] > trace[0]["val_aupr"] + 0.005 > first["real"]
+    assert gain == pytest.approx(first["cue"] - trace[0]["val_aupr"])
     # the same cue with the same link in every training line is not dropped: the screen is not a plain feature filter
     steady = concat_data([cue_line(c, 500, rng, 1.5) for c in "ABC"])
     gone = screen_marks(steady, validation_groups(steady.frame, ["A", "B", "C"]), "gbm", gbm, seed=0)[0]

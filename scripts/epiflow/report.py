@@ -33,6 +33,7 @@ DIAGNOSTIC_COLUMNS = [
     "separation_test",
     "sharpness_relative",
     "spurious_share",
+    "screen_gain",
 ]
 
 
@@ -138,8 +139,6 @@ def diagnostics_table(paths: dict, keys) -> pd.DataFrame:
     for column in DIAGNOSTIC_COLUMNS:
         if column not in table:
             table[column] = math.nan
-    if "screen_gain" not in table:
-        table["screen_gain"] = math.nan
     # a list where the model screened ([] = it kept every mark), None where it does not screen
     screened = table["screened_out"] if "screened_out" in table else [None] * len(table)
     table["screened_out"] = [v if isinstance(v, list) else None for v in screened]

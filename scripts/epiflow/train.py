@@ -103,57 +103,51 @@ def validation_groups(
     return [(",".join(chroms[i::k]), pool.chrom.isin(chroms[i::k]).to_numpy()) for i in range(k)]
 
 
-def validation_score(pool: PairData, groups: list, model_name: str, params: dict, seed: int, device: str) -> dict:
-    """Fit on each validation set's complement, score it; per set AUPR and their mean (the screen's criterion)."""
+def validation_score(pool: PairData, groups: list, model_name: str, params: dict, seed: int, device: str) -> float:
+    """Mean over the validation sets of the AUPR of a model fitted on each set's complement (the screen's
+    criterion)."""
     from epiflow.metrics import aupr
 
-    per_set = {}
-    for name, is_val in groups:
+    scores = []
+    for _, is_val in groups:
         train, val = pool.subset(~is_val), pool.subset(is_val)
         model = make_model(model_name, params, seed, device=device).fit(train, val)
-        per_set[name] = float(aupr(val.y, model.predict(val)))
-    return {"per_set": per_set, "mean": float(np.mean(list(per_set.values())))}
+        scores.append(aupr(val.y, model.predict(val)))
+    return float(np.mean(scores))
 
 
 def screen_marks(
     pool: PairData, groups: list, model_name: str, params: dict | None, seed: int, device: str = "cpu"
-) -> tuple[list[str], list[dict]]:
+) -> tuple[list[str], list[dict], float]:
     """Environment screen: drop the cell-specific marks whose link to the label does not carry over to a held-out
     training line. Backward elimination on the mean validation AUPR (each validation set fitted without it): the
     mark whose removal raises it most is dropped while the rise exceeds `screen_margin`; at least one mark stays.
     Distance, topology and sequence are never screened. Uses the pool (training lines, training chromosomes) only.
 
-    Returns the dropped marks and the trace (every candidate's validation score per round)."""
+    Returns the dropped marks, the trace (every candidate's validation score per round) and the validation AUPR
+    the drops gained (0 when nothing was dropped)."""
     params = dict(params or {})
     resolved = make_model(model_name, params, seed).params  # the preset's defaults under the config's params
     margin = float(resolved.get("screen_margin", 0.005))
     excluded = list(resolved.get("exclude_columns") or [])
     marks = [m for m in pool.marks if m not in excluded]
     dropped: list[str] = []
-    base = validation_score(pool, groups, model_name, params, seed, device)
-    trace = [{"round": 0, "dropped": [], "candidate": None, "val_aupr": base["mean"]}]
+    start = base = validation_score(pool, groups, model_name, params, seed, device)
+    trace = [{"round": 0, "dropped": [], "candidate": None, "val_aupr": base}]
     while len(marks) - len(dropped) > 1:
         trials = {}
         for mark in (m for m in marks if m not in dropped):
             trial = params | {"exclude_columns": [*excluded, *dropped, mark]}
-            trials[mark] = validation_score(pool, groups, model_name, trial, seed, device)["mean"]
+            trials[mark] = validation_score(pool, groups, model_name, trial, seed, device)
             step = {"round": len(dropped) + 1, "dropped": list(dropped), "candidate": mark, "val_aupr": trials[mark]}
             trace.append(step)
         best = max(trials, key=trials.get)
-        if trials[best] - base["mean"] <= margin:
+        if trials[best] - base <= margin:
             break
         dropped.append(best)
-        base = {"mean": trials[best]}
-        log.info("screen: %s dropped (validation AUPR %.4f)", best, trials[best])
-    return dropped, trace
-
-
-def screen_gain(trace: list[dict], dropped: list[str]) -> float:
-    """Mean validation AUPR gained by the marks the screen dropped (0 when it dropped none): the report's evidence."""
-    if not dropped:
-        return 0.0
-    last = [t["val_aupr"] for t in trace if t["round"] == len(dropped) and t["candidate"] == dropped[-1]]
-    return float(last[0] - trace[0]["val_aupr"])
+        base = trials[best]
+        log.info("screen: %s dropped (validation AUPR %.4f)", best, base)
+    return dropped, trace, base - start
 
 
 def run_heldout(
@@ -185,6 +179,7 @@ def run_heldout(
     test_all = data[heldout]
     chroms = sorted(set(pool_all.frame.chrom) | set(test_all.frame.chrom))
     rows, notes, diagnostics, screens = [], [], [], []
+    resolved = make_model(model_name, params, seed).params  # the preset's defaults under the config's params
     for f, test_chroms in enumerate(fold_chromosomes(chrom_folds, chroms)):
         no_folds = not chrom_folds
         pool = pool_all.subset(
@@ -201,15 +196,14 @@ def run_heldout(
             if pool.y[is_val].sum() == 0 or pool.y[~is_val].sum() == 0:
                 raise ValueError(f"fold {f}: validation set {v} or its training rows have no positives")
         fold_params, screened = params, {}
-        resolved = make_model(model_name, params, seed).params
         if resolved.get("screen_marks"):
             if validation != "cell_line" and f == 0:
                 log.warning("screen under %r validation: measures transfer across chromosomes, not lines", validation)
-            dropped, trace = screen_marks(pool, groups, model_name, params, seed, device)
+            dropped, trace, gain = screen_marks(pool, groups, model_name, params, seed, device)
             excluded = [*(resolved.get("exclude_columns") or []), *dropped]
             fold_params = dict(params or {}) | {"exclude_columns": excluded}
             screens.append({"fold": f, "dropped": dropped, "trace": trace})
-            screened = {"screened_out": dropped, "screen_gain": screen_gain(trace, dropped)}
+            screened = {"screened_out": dropped, "screen_gain": gain}
             log.info("fold %d: screen dropped %s", f, dropped or "nothing")
         for i, (v, is_val) in enumerate(groups):
             train, val = pool.subset(~is_val), pool.subset(is_val)

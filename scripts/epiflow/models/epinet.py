@@ -192,12 +192,11 @@ class EpiNet(EpiNetBase):
         else:
             inputs = Inputs({"locus": len(self.locus_cols), "context": len(self.context_cols)}, profile, seq)
             net = FlatModule(inputs, hidden, width, dropout)
+        embedding = width * (2 if p["energy"] else 1)  # the energy head's embedding is [z_U, z_R]
         if float(p["dann"]) > 0:
-            net.discriminator = inv.Discriminator(width * (2 if p["energy"] else 1), len(self.env_names))
+            net.discriminator = inv.Discriminator(embedding, len(self.env_names))
         if float(p["cdann"]) > 0:
-            net.cond_discriminator = inv.ConditionalDiscriminator(
-                width * (2 if p["energy"] else 1), len(self.env_names)
-            )
+            net.cond_discriminator = inv.ConditionalDiscriminator(embedding, len(self.env_names))
         return net
 
     def prepare(self, train: PairData) -> None:

@@ -68,25 +68,18 @@ def class_balanced_env_loss(env_logits: torch.Tensor, env: torch.Tensor, y: torc
 
 def conditional_mean_penalty(values: torch.Tensor, y: torch.Tensor, env: torch.Tensor, n_env: int) -> torch.Tensor:
     """CIP (Chen & Buhlmann 2021, conditional invariance penalty): within each class, the squared distance of each
-    line's mean of `values` (n,) or (n, d) from the class mean over lines, averaged over classes and lines present.
+    line's mean of `values` (n,) from the class mean over lines, averaged over the lines present, then over classes.
 
     On the logit it asks the model to score a class the same way in every training line: a cue whose link to the
     label differs between lines (stronger separation in one line than another) moves the lines' class means apart."""
-    v = values.float().reshape(len(values), -1)
+    v = values.float()
     terms = []
     for c in (0, 1):
         rows = y == c
-        if not bool(rows.any()):
-            continue
-        e, vc = env[rows], v[rows]
-        total = torch.zeros(n_env, v.shape[1], device=v.device).index_add(0, e, vc)
-        count = torch.zeros(n_env, device=v.device).index_add(0, e, torch.ones_like(e, dtype=v.dtype))
-        present = count > 0
-        if int(present.sum()) < 2:
-            continue
-        means = total[present] / count[present, None]
-        terms.append((means - means.mean(0)).pow(2).sum(1).mean())
-    return torch.stack(terms).mean() if terms else values.new_zeros(())
+        means, present = per_env_losses(v[rows], env[rows], n_env)
+        if int(present.sum()) >= 2:
+            terms.append((means[present] - means[present].mean()).pow(2).mean())
+    return torch.stack(terms).mean() if terms else v.new_zeros(())
 
 
 def per_env_losses(losses: torch.Tensor, env: torch.Tensor, n_env: int) -> tuple[torch.Tensor, torch.Tensor]:
