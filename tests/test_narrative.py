@@ -60,6 +60,14 @@ def healthy() -> narrative.Facts:
                 {"heldout": "L", "anchor": "X", "scorer": "gbm", "n": 100, "aupr": 0.76},
             ]
         ),
+        # no configured cue, and no feature's link differs between the training lines beyond chance
+        heterogeneity=pd.DataFrame(
+            [
+                {"heldout": "L", "feature": name, "lines": ["A", "B"], "coefficients": [b, b + 0.1], "mean": b + 0.05}
+                | {"se": [0.1, 0.1], "q": q, "df": 1, "p": p, "p_adjusted": min(1.0, 2 * p), "spurious": False}
+                for name, b, q, p in [("H2AZ_enhancer", 0.9, 0.5, 0.48), ("CTCF_window", -0.1, 0.1, 0.75)]
+            ]
+        ),
     )
 
 
@@ -122,6 +130,8 @@ MEETS = {
     "flat_minimum": both(gap(0.3), set_value("diagnostics", "sharpness_relative", 0.01)),
     "geometry_collapse": set_value("diagnostics", "separation_test", 0.4),
     "anchor_gap": set_value("anchors", "aupr", 0.60, where="X"),  # the anchor's own row
+    "link_differs": set_value("heterogeneity", "p_adjusted", 1e-6),
+    "cue_indistinct": set_value("heterogeneity", "spurious", True),  # the cue's p 0.96: alike in every line
 }
 
 
@@ -182,6 +192,24 @@ def test_example_from_the_seed_and_ranking():
     assert strengths == sorted(strengths, reverse=True)
     # threshold 0.01 vs 0.31 is 31x (15.5 x the rule's factor 2): the strongest evidence, so recalibration leads
     assert steps[0]["step"] == "recalibrate" and "threshold_shift" in steps[0]["rules"]
+
+
+def test_cue_rules_read_the_cue_the_lines_weigh_most():
+    facts = healthy()
+    MEETS["cue_indistinct"](facts)
+    (found,) = narrative.cue_indistinct(facts, 0.01)
+    assert found.values["feature"] == "H2AZ_enhancer" and found.values["more"] == 0 and found.values["total"] == 2
+    text = narrative.render_findings([found], narrative.load_messages("en", MESSAGES))[0]["text"]
+    assert "H2AZ_enhancer" in text and "A 0.90, B 1.00" in text
+    # one of the cue's columns differing is enough to make it visible, even if the column weighed most does not
+    facts.heterogeneity.loc[facts.heterogeneity.feature == "CTCF_window", "p_adjusted"] = 1e-4
+    assert narrative.cue_indistinct(facts, 0.01) == []
+    # once the cue's link differs between the lines, it is a candidate cue instead, and nothing says "indistinct"
+    set_value("heterogeneity", "p_adjusted", 1e-4)(facts)
+    assert narrative.cue_indistinct(facts, 0.01) == []
+    (differs,) = narrative.link_differs(facts, 0.01)
+    assert differs.values["n"] == 2 and differs.strength == pytest.approx(3.0)
+    assert differs.values["features"].startswith("H2AZ_enhancer (A 0.90, B 1.00)")  # largest Q first
 
 
 def test_chinese_falls_back_to_english_for_missing_keys(tmp_path):

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "resources" / "report" / "reflection.html.j2"
 LINES = ["A", "B", "C"]
 MODELS = ["distance", "gbm"]
-SECTIONS = ["reflection", "summary", "tab-anchors", "leakage", "shift", "tab-diagnostics", "curves", "tab-calibration"]
+SECTIONS = ["reflection", "summary", "tab-anchors", "leakage", "shift", "tab-heterogeneity", "tab-diagnostics"]
+SECTIONS += ["curves", "tab-calibration"]
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//""", re.I)
 
 
@@ -148,6 +149,8 @@ def write_run(root: Path) -> ReportInputs:
         frame.insert(1, "cell_line", line)
         frame.to_csv(root / "pairs" / f"{line}.tsv.gz", sep="\t", index=False)
         features = pd.DataFrame(rng.gamma(2.0, size=(n, 3)) * (3.0 if k == 2 else 1.0), columns=["a", "b", "H2AZ"])
+        if line != "C":  # the cue: H2AZ marks the positives of lines A and B only
+            features["H2AZ"] += 4.0 * frame.label.to_numpy()
         save_features(root / "pairs" / f"{line}.npz", frame.pair_id, features, np.zeros((n, 1, 2)), ["a"])
         tables[line] = frame
     keys = [(h, m) for h in LINES for m in MODELS]
@@ -207,7 +210,8 @@ def test_build_report_on_constructed_run(tmp_path, language):
     inputs = write_run(tmp_path)
     out = tmp_path / "report" / "reflection.html"
     out.parent.mkdir()
-    result = build_report(inputs, TEMPLATE, out, {"language": language}, tmp_path / "figures", tmp_path / "tables")
+    options = {"language": language, "spurious_marks": ["H2AZ"]}
+    result = build_report(inputs, TEMPLATE, out, options, tmp_path / "figures", tmp_path / "tables")
     html = out.read_text(encoding="utf-8")
     for section in SECTIONS:
         assert f'id="{section}"' in html, section
@@ -226,6 +230,16 @@ def test_build_report_on_constructed_run(tmp_path, language):
         "shift",
         "threshold",
     ]
+    # H2AZ links to the label in A and B only: held out A or B, the training lines disagree on it (a cue the
+    # screen could drop); held out C, both training lines carry it alike (nothing in them marks it as a cue)
+    subjects = {(f["rule"], f["subject"]) for f in result["findings"]}
+    assert {("link_differs", "A"), ("link_differs", "B"), ("cue_indistinct", "C")} <= subjects, subjects
+    assert not {("link_differs", "C"), ("cue_indistinct", "A"), ("cue_indistinct", "B")} & subjects
+    assert 'id="tab-heterogeneity"' in html and "H2AZ †" in html
+    het = pd.read_csv(tmp_path / "tables" / "heterogeneity.tsv", sep="\t")
+    assert len(het) == 3 * len(LINES) and set(het.lines) == {"B;C", "A;C", "A;B"}
+    cue = het[(het.feature == "H2AZ") & (het.heldout == "C")].iloc[0]
+    assert cue.spurious and all(float(c) > 1.0 for c in cue.coefficients.split(";"))
     leakage = pd.read_csv(tmp_path / "tables" / "leakage.tsv", sep="\t")
     assert len(leakage) == len(LINES) * len(MODELS) and (leakage.share_enhancer == 0).all()
     if language == "zh":
@@ -242,6 +256,20 @@ def test_build_report_without_optional_inputs(tmp_path):
     assert_self_contained(html)
 
 
+def test_heterogeneity_names_a_feature_row_without_a_pair(tmp_path):
+    from epiflow.features import load_features
+    from epiflow.report import heterogeneity_table
+
+    inputs = write_run(tmp_path)
+    features = load_features(inputs.features["B"])
+    ids = features["pair_id"].astype(str).tolist()
+    ids[4] = "chr9:1"  # not a pair of B's table
+    features["pair_id"] = np.array(ids)
+    np.savez(inputs.features["B"], **features)
+    with pytest.raises(InputError, match=r"B\.npz: row 5: pair chr9:1 is not in .*B\.tsv\.gz"):
+        heterogeneity_table(inputs, ["A"])
+
+
 # ---- the demo -----------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_demo_report_sections_and_snakemake_report(demo_run, tmp_path):
@@ -252,6 +280,13 @@ def test_demo_report_sections_and_snakemake_report(demo_run, tmp_path):
     findings = pd.read_csv(demo_run / "results/report/tables/findings.tsv", sep="\t")
     # the demo plants a x3 batch scale in lineD: the shift rule must see it
     assert ((findings.rule == "batch_shift") & (findings.subject == "lineD")).any(), findings
+    # the planted cue links to the label in lineA/B/C (strength 1.0/0.8/0.6) and not in lineD: held out lineD, its
+    # training lines cannot show it as a cue; held out any other line, lineD among the training lines does
+    fired = {(r.rule, r.subject): r.text for r in findings.itertuples()}
+    assert "H2AZ_enhancer" in fired.get(("cue_indistinct", "lineD"), ""), fired
+    for line in ("lineA", "lineB", "lineC"):
+        assert "H2AZ_enhancer" in fired.get(("link_differs", line), ""), fired
+        assert ("cue_indistinct", line) not in fired
     assert (demo_run / "results/report/figures/pr/lineD.png").stat().st_size > 5_000
     zipped = tmp_path / "report.zip"
     run_snakemake(demo_run, "--report", str(zipped))

@@ -29,7 +29,8 @@ class Facts:
     a model that does not screen), screen_gain; leakage: heldout, model, share_either, aupr_seen,
     aupr_unseen; shift: heldout, feature, w1_raw, w1_normalized; distance: heldout, model, bin, lift;
     calibration: heldout, model, fold, val_prior, test_prior_estimate, test_prior_true; anchors: heldout, anchor,
-    scorer, n, aupr.
+    scorer, n, aupr; heterogeneity: heldout, feature, lines, coefficients, se, mean, q, df, p, p_adjusted, spurious
+    (diagnostics.link_heterogeneity over the held-out line's training lines).
     """
 
     summary: pd.DataFrame
@@ -39,6 +40,7 @@ class Facts:
     distance: pd.DataFrame = field(default_factory=pd.DataFrame)
     calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
     anchors: pd.DataFrame = field(default_factory=pd.DataFrame)
+    heterogeneity: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -297,6 +299,47 @@ def screened_out(facts: Facts, t: float) -> list[Finding]:
     return out
 
 
+def _per_line(row) -> str:
+    return ", ".join(f"{line} {c:.2f}" for line, c in zip(row.lines, row.coefficients, strict=True))
+
+
+def link_differs(facts: Facts, t: float) -> list[Finding]:
+    """Features whose link to the label differs between the training lines: Cochran's Q, Bonferroni p < t. Strength:
+    1 + one per decade of p below t, at most 4."""
+    out = []
+    table = facts.heterogeneity
+    for heldout, rows in table.groupby("heldout") if not table.empty else []:
+        hit = rows[rows.p_adjusted < t].sort_values("q", ascending=False)
+        if len(hit):
+            top = hit.iloc[0]
+            features = "; ".join(f"{r.feature} ({_per_line(r)})" for r in hit.head(3).itertuples())
+            values = {"n": len(hit), "features": features, "q": top.q, "p": top.p_adjusted}
+            strength = min(4.0, 1 + math.log10(t / max(top.p_adjusted, 1e-300)))
+            out.append(Finding("link_differs", heldout, values, ["tab-heterogeneity"], strength))
+    return out
+
+
+def cue_indistinct(facts: Facts, t: float) -> list[Finding]:
+    """The named spurious cue links to the label alike in every training line: none of its columns has Bonferroni
+    p < t (the finding cites the column the lines weigh most). No method that learns from these lines can single it
+    out. Strength: 1 + one per decade of that column's p above t."""
+    out = []
+    table = facts.heterogeneity
+    if table.empty or "spurious" not in table:
+        return out
+    for heldout, rows in table.dropna(subset=["q"]).groupby("heldout"):
+        cues = rows[rows.spurious]
+        if cues.empty:
+            continue
+        cue = cues.loc[cues["mean"].abs().idxmax()]
+        if (cues.p_adjusted >= t).all():
+            values = {"feature": cue.feature, "per_line": _per_line(cue), "q": cue.q, "p": cue.p_adjusted}
+            values |= {"more": int((rows.q > cue.q).sum()), "total": len(rows)}
+            strength = 1 + math.log10(cue.p_adjusted / t)
+            out.append(Finding("cue_indistinct", heldout, values, ["tab-heterogeneity"], strength))
+    return out
+
+
 def anchor_gap(facts: Facts, t: float) -> list[Finding]:
     """An external anchor and the best candidate differ by >= t AUPR on identical pairs."""
     out = []
@@ -329,6 +372,8 @@ RULES = (
     Rule("distance_only", 1.5, distance_only, "topology"),
     Rule("batch_shift", 1.0, batch_shift, "normalize"),
     Rule("feature_shift", 0.3, feature_shift, "invariance"),
+    Rule("link_differs", 0.01, link_differs, "invariance"),
+    Rule("cue_indistinct", 0.01, cue_indistinct, "environments"),
     Rule("sharp_minimum", 0.5, sharp_minimum, "regularize"),
     Rule("flat_minimum", 0.10, flat_minimum, None),  # a hypothesis refuted: it points to no step
     Rule("geometry_collapse", 0.7, geometry_collapse, "regularize"),

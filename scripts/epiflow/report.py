@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from epiflow import audit, narrative, plots
-from epiflow.diagnostics import feature_shift, summarize_diagnostics
+from epiflow.diagnostics import feature_shift, link_heterogeneity, summarize_diagnostics
+from epiflow.errors import InputError
 from epiflow.io_pairs import read_pair_table
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,58 @@ def shift_table(inputs: ReportInputs, heldouts) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def heterogeneity_table(inputs: ReportInputs, heldouts, spurious_marks=()) -> pd.DataFrame:
+    """Per held-out line and feature: does the feature's link to the label differ between its training lines
+    (`link_heterogeneity`; the held-out line's labels are not read)? `spurious` flags the columns of the configured
+    spurious marks (report.spurious_marks). Empty without pair tables and feature files."""
+    from epiflow.features import load_features
+
+    cache: dict[str, tuple] = {}
+
+    def labelled(line):
+        if line not in cache:
+            features = load_features(inputs.features[line])
+            labels = read_pair_table(inputs.pairs[line]).set_index("pair_id").label
+            ids = features["pair_id"].astype(str)
+            missing = np.flatnonzero(~pd.Index(ids).isin(labels.index))
+            if len(missing):
+                raise InputError(
+                    f"{inputs.features[line]}: row {missing[0] + 1}: pair {ids[missing[0]]} is not in "
+                    f"{inputs.pairs[line]}; expected the features and pairs of one run"
+                )
+            cache[line] = (features["values"], labels.reindex(ids).to_numpy(), [str(c) for c in features["columns"]])
+        return cache[line]
+
+    parts = []
+    for heldout in heldouts:
+        lines = inputs.train_lines.get(heldout, [])
+        if len(lines) < 2 or not all(c in inputs.features and c in inputs.pairs for c in lines):
+            continue
+        train = {c: labelled(c)[:2] for c in lines}
+        table = link_heterogeneity(train, labelled(lines[0])[2])
+        if not table.empty:
+            table["spurious"] = table.feature.map(lambda f: f.split("_")[0] in set(spurious_marks))
+            parts.append(table.assign(heldout=heldout))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def heterogeneity_rows(table: pd.DataFrame, per_line: int = 6) -> list[dict]:
+    """The page's rows: per held-out line the features whose link differs most (largest Q) plus the spurious ones."""
+    if table.empty:
+        return []
+    rows = []
+    for _, group in table.dropna(subset=["q"]).groupby("heldout"):
+        group = group.sort_values("q", ascending=False)
+        shown = group[(group.index.isin(group.head(per_line).index)) | group.spurious]
+        for r in shown.itertuples():
+            per = [f"{line} {c:.2f} ± {e:.2f}" for line, c, e in zip(r.lines, r.coefficients, r.se, strict=True)]
+            rows.append(
+                {"heldout": r.heldout, "feature": r.feature, "per_line": "; ".join(per), "q": r.q, "df": r.df}
+                | {"p_adjusted": r.p_adjusted, "spurious": bool(r.spurious)}
+            )
+    return rows
+
+
 def diagnostics_table(paths: dict, keys) -> pd.DataFrame:
     """Mean over folds of each (heldout, model)'s diagnostics JSON (a list of per-fold dicts) where the file exists
     and is not empty; NaN rows (computed = False) otherwise."""
@@ -226,7 +279,7 @@ def format_number(value, spec: str = ".3f") -> str:
     return format(value, spec)
 
 
-def collect_facts(inputs: ReportInputs, predictions: dict) -> narrative.Facts:
+def collect_facts(inputs: ReportInputs, predictions: dict, spurious_marks=()) -> narrative.Facts:
     """Every table the narrative and the page need, computed from the inputs."""
     by_line = per_heldout(predictions)
     summary = summary_table(pd.read_csv(inputs.summary, sep="\t"))
@@ -243,10 +296,20 @@ def collect_facts(inputs: ReportInputs, predictions: dict) -> narrative.Facts:
         diagnostics=diagnostics_table(inputs.diagnostics, sorted(predictions)),
         leakage=leakage,
         shift=shift_table(inputs, by_line),
+        heterogeneity=heterogeneity_table(inputs, by_line, spurious_marks),
         distance=distance,
         calibration=calibration,
         anchors=anchor_table(inputs, by_line),
     )
+
+
+def _joined_lists(table: pd.DataFrame) -> pd.DataFrame:
+    """List cells (per-line coefficients) as ';'-joined text, so the TSV reads back without Python syntax."""
+    out = table.copy()
+    for column in out.columns:
+        if len(out) and isinstance(out[column].iloc[0], list):
+            out[column] = out[column].map(lambda v: ";".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in v))
+    return out
 
 
 def write_tables(facts: narrative.Facts, found: list[dict], directory: Path) -> None:
@@ -258,6 +321,7 @@ def write_tables(facts: narrative.Facts, found: list[dict], directory: Path) -> 
         "leakage": facts.leakage,
         "distance": facts.distance,
         "shift": facts.shift,
+        "heterogeneity": _joined_lists(facts.heterogeneity),
         "diagnostics": facts.diagnostics.drop(columns=["attribution"], errors="ignore"),
         "calibration": facts.calibration,
         "anchors": facts.anchors,
@@ -270,7 +334,7 @@ def build_report(inputs: ReportInputs, template, out_path, options: dict, figure
     """Write the reflection report (and, when given, its figures as PNG and tables as TSV); returns the findings
     and next steps as text (for logs and tests)."""
     predictions = read_predictions(inputs.predictions)
-    facts = collect_facts(inputs, predictions)
+    facts = collect_facts(inputs, predictions, options.get("spurious_marks") or ())
     language = options.get("language", "en")
     messages = narrative.load_messages(language, Path(template).parent / "messages")
     fired = narrative.findings(facts)
@@ -295,6 +359,7 @@ def build_report(inputs: ReportInputs, template, out_path, options: dict, figure
         "leakage": facts.leakage.to_dict("records"),
         "propensity": propensity.to_dict("records"),
         "diagnostics": facts.diagnostics.to_dict("records"),
+        "heterogeneity": heterogeneity_rows(facts.heterogeneity),
         "calibration": facts.calibration.to_dict("records"),
         "heldouts": sorted(per_heldout(predictions)),
         "figures": {f"{section}-{name}": plots.data_uri(png) for (section, name), png in figures.items()},
