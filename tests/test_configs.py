@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import copy_workflow, run_snakemake
+from conftest import REPO, copy_workflow, run_snakemake
 
 CONFIGS = {
     "demo zoo": ["config/demo_zoo.yaml"],
     "demo zoo, cue absent in lineC": ["config/demo_zoo.yaml", "config/demo_cue/absent_in_lineC.yaml"],
     "demo zoo, cue reversed in lineC": ["config/demo_zoo.yaml", "config/demo_cue/reversed_in_lineC.yaml"],
+    "demo zoo, cue reversed in lineD": ["config/demo_zoo.yaml", "config/demo_cue/reversed_in_lineD.yaml"],
 }
+
+
+def test_every_cue_overlay_is_planned_here():
+    shipped = {str(p.relative_to(REPO)) for p in (REPO / "config/demo_cue").glob("*.yaml")}
+    assert shipped == {files[-1] for files in CONFIGS.values() if files[-1].startswith("config/demo_cue/")}
 
 
 @pytest.fixture(scope="module")
