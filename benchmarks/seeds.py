@@ -9,7 +9,8 @@ or ``snakemake --configfile config/demo_zoo.yaml`` in a copy):
 Every (model, seed) is trained with the workflow's protocol (epiflow.train.run_heldout on the run's features and the
 training lines' TAD prior; model_params from the config) and scored on the held-out line's test rows. The seed moves
 weight initialisation, batch order and (for GBM) tie breaking; data and folds stay fixed. Printed: per seed and
-model the test AUPR, the mean per-line validation AUPR and the train AUPR; per model mean and standard deviation;
+model the test AUPR, the mean per-line validation AUPR, the train AUPR and what was chosen on validation (a `grid`
+param's setting, the screen's dropped marks); per model mean and standard deviation;
 for each model against the first, the paired difference over seeds (mean, sd, t = mean / (sd / sqrt(n))). A
 difference is "beyond seed noise" here when every seed agrees in sign and |t| > 3 (written in the last column).
 """
@@ -33,10 +34,17 @@ log = logging.getLogger("seeds")
 
 def one_run(data, heldout, train_lines, folds, model, params, seed, validation="cell_line") -> dict:
     start = time.monotonic()
-    scores, _ = run_heldout(data, heldout, train_lines, folds, model, params, seed, validation=validation)
+    scores, info = run_heldout(data, heldout, train_lines, folds, model, params, seed, validation=validation)
     scored = score_rows(scores)
     row = {"model": model, "seed": seed} | {k: scored[k] for k in ("train_aupr", "test_aupr", "val_aupr_per_line")}
-    return row | {"seconds": round(time.monotonic() - start, 1)}
+    return row | {"seconds": round(time.monotonic() - start, 1), "chosen": chosen_on_validation(info)}
+
+
+def chosen_on_validation(info: dict) -> str:
+    """What the fit chose on validation, per fold: a grid's setting and the marks the screen dropped ('' if neither)."""
+    parts = [f"fold {g['fold']}: {g['chosen']}" for g in info.get("grid", [])]
+    parts += [f"fold {s['fold']}: dropped {s['dropped']}" for s in info.get("screen", [])]
+    return "; ".join(parts)
 
 
 def compare(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:

@@ -65,3 +65,10 @@ def test_config_layers_like_snakemake():
     assert merged == {"a": {"x": 1, "y": 3}, "b": 1, "c": 4}
     config = rundata.load_config(rundata.REPO / "config/bengi_hg19.yaml")
     assert config["protocol"]["test"] == ["IMR90"] and "ece_bins" in config["calibration"]
+
+
+def test_seeds_reports_what_was_chosen_on_validation():
+    info = {"grid": [{"fold": 0, "chosen": {"irm": 0.1}}, {"fold": 1, "chosen": {"irm": 1.0}}]}
+    assert seeds.chosen_on_validation(info) == "fold 0: {'irm': 0.1}; fold 1: {'irm': 1.0}"
+    assert seeds.chosen_on_validation({"screen": [{"fold": 0, "dropped": ["H2AZ"]}]}) == "fold 0: dropped ['H2AZ']"
+    assert seeds.chosen_on_validation({}) == ""

@@ -1,5 +1,7 @@
 """The training protocol: folds, validation lines, leakage guards, and the calibrate stage that follows it."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,9 @@ from epiflow.models import PairData
 from epiflow.train import (
     assert_no_leakage,
     check_cell_line,
+    choose_params,
     concat_data,
+    grid_combinations,
     run_heldout,
     screen_marks,
     validation_groups,
@@ -172,12 +176,18 @@ def heldout_aupr(scores: pd.DataFrame) -> float:
     return aupr(test.label.to_numpy(), test.score.to_numpy())
 
 
-def test_environment_screen_drops_a_mark_whose_link_does_not_transfer():
+@pytest.fixture(scope="module")
+def flipped():
+    """Lines whose cue flips in training line C and in held-out D; the pool of A-C and its validation sets."""
     rng = np.random.default_rng(1)
-    links = {"A": 1.5, "B": 1.5, "C": -1.5, "D": -1.5}  # the cue flips in training line C and in D
+    links = {"A": 1.5, "B": 1.5, "C": -1.5, "D": -1.5}
     lines = {c: cue_line(c, 500, rng, link) for c, link in links.items()}
     pool = concat_data([lines[c] for c in "ABC"])
-    groups = validation_groups(pool.frame, ["A", "B", "C"])
+    return lines, pool, validation_groups(pool.frame, ["A", "B", "C"])
+
+
+def test_environment_screen_drops_a_mark_whose_link_does_not_transfer(flipped):
+    lines, pool, groups = flipped
     gbm = {"max_iter": 30}
     dropped, trace, gain = screen_marks(pool, groups, "gbm", gbm, seed=0)
     assert dropped == ["cue"]
@@ -185,6 +195,7 @@ def test_environment_screen_drops_a_mark_whose_link_does_not_transfer():
     assert first["cue"] > trace[0]["val_aupr"] + 0.005 > first["real"]
     assert gain == pytest.approx(first["cue"] - trace[0]["val_aupr"])
     # the same cue with the same link in every training line is not dropped: the screen is not a plain feature filter
+    rng = np.random.default_rng(2)
     steady = concat_data([cue_line(c, 500, rng, 1.5) for c in "ABC"])
     gone = screen_marks(steady, validation_groups(steady.frame, ["A", "B", "C"]), "gbm", gbm, seed=0)[0]
     assert gone == []
@@ -198,3 +209,46 @@ def test_environment_screen_drops_a_mark_whose_link_does_not_transfer():
     plain, info_plain = run_heldout(lines, "D", ["A", "B", "C"], folds, "gbm", gbm, seed=0)
     assert "screen" not in info_plain
     assert heldout_aupr(scores) > heldout_aupr(plain)
+
+
+def test_grid_is_chosen_on_the_validation_lines(flipped):
+    lines, pool, groups = flipped
+    grid = {"max_iter": [1, 30], "exclude_columns": [[], ["cue"]]}
+    chosen, trace = choose_params(pool, groups, "gbm", {"grid": grid}, seed=0)
+    assert [t["params"] for t in trace] == grid_combinations(grid)  # keys sorted: exclude_columns varies slowest
+    assert len(trace) == 4 and chosen == {"exclude_columns": ["cue"], "max_iter": 30}
+    assert max(t["val_aupr"] for t in trace) == next(t["val_aupr"] for t in trace if t["params"] == chosen)
+    # the first of equally good settings wins
+    # (no sequence features here, so leaving them out changes nothing)
+    tie, tied = choose_params(pool, groups, "gbm", {"grid": {"exclude_columns": [["sequence"], []]}}, seed=0)
+    assert tied[0]["val_aupr"] == tied[1]["val_aupr"] and tie == {"exclude_columns": ["sequence"]}
+
+    # in the protocol: every fold chooses on its own pool, and its final fits are those of the chosen setting
+    folds = [["chr1", "chr2"], ["chr3", "chr4"]]
+    scores, info = run_heldout(lines, "D", ["A", "B", "C"], folds, "gbm", {"grid": grid}, seed=0)
+    assert [g["chosen"] for g in info["grid"]] == [{"exclude_columns": ["cue"], "max_iter": 30}] * 2
+    assert json.loads(json.dumps(info["grid"])) == info["grid"]  # train_model writes it to the model's JSON
+    direct, _ = run_heldout(lines, "D", ["A", "B", "C"], folds, "gbm", {"max_iter": 30, "exclude_columns": ["cue"]}, 0)
+    assert np.allclose(scores.score.to_numpy(), direct.score.to_numpy())
+
+
+def test_grid_settings_are_checked_before_any_fit(lines):
+    for grid, message in (
+        ([1, 2], "mapping"),
+        ({"lr": []}, "non-empty list"),
+        ({"lr": 0.1}, "non-empty list"),
+        ({"screen_margin": [0.0, 0.01]}, "cannot be searched"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            run_heldout(lines, "A", ["B", "C"], None, "gbm", {"grid": grid}, seed=0)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        run_heldout(lines, "A", ["B", "C"], None, "gbm_screen", {"grid": {"max_iter": [5, 10]}}, seed=0)
+
+
+def test_grid_on_an_invariance_weight_is_deterministic(lines):
+    params = {"epochs": 3, "patience": 3, "grid": {"irm": [0.0, 1.0]}}
+    a, info = run_heldout(lines, "A", ["B", "C"], [["chr1", "chr2"], ["chr3", "chr4"]], "epinet_small", params, 2)
+    b, again = run_heldout(lines, "A", ["B", "C"], [["chr1", "chr2"], ["chr3", "chr4"]], "epinet_small", params, 2)
+    assert [len(g["trace"]) for g in info["grid"]] == [2, 2] and info["grid"] == again["grid"]
+    assert all(g["chosen"]["irm"] in (0.0, 1.0) for g in info["grid"])
+    pd.testing.assert_frame_equal(a, b)

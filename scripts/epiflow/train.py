@@ -3,13 +3,16 @@
 For each chromosome fold f: the test rows are the held-out line's pairs on fold f's chromosomes; the pool is the
 training lines' pairs on every other chromosome. Within the pool each training line is the validation set in turn
 (early stopping and model choice there), so every pool row gets an out-of-fold `val` score from a model that never
-saw its cell line — the data calibration and threshold choice are fitted on. With `protocol.validation: chromosome`
+saw its cell line — the data calibration and threshold choice are fitted on. Hyper-parameters given as a `grid`
+param are chosen per fold on the same validation sets (`choose_params`), marks by the environment screen
+(`screen_marks`). With `protocol.validation: chromosome`
 the validation sets are groups of the pool's chromosomes instead (every training line stays a training environment
 of each fit; `val` scores are then out-of-chromosome, not out-of-cell-line). Test scores average the fold's models.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -150,6 +153,36 @@ def screen_marks(
     return dropped, trace, base - start
 
 
+def grid_combinations(grid) -> list[dict]:
+    """The settings of a `grid` param ({name: [values, ...]}): every combination, keys in sorted order, values in the
+    order given (the first of equally good settings wins, so list the simpler value first)."""
+    if not isinstance(grid, dict) or not grid or any(not isinstance(v, list) or not v for v in grid.values()):
+        raise ValueError(f"grid: expected a mapping of parameter name -> non-empty list of values, got {grid!r}")
+    protocol = sorted(set(grid) & {"grid", "screen_marks", "screen_margin"})
+    if protocol:
+        raise ValueError(f"grid: {protocol} cannot be searched (protocol settings, not hyper-parameters)")
+    keys = sorted(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def choose_params(
+    pool: PairData, groups: list, model_name: str, params: dict | None, seed: int, device: str = "cpu"
+) -> tuple[dict, list[dict]]:
+    """Hyper-parameter choice on validation only: each setting of the model's `grid` param is scored by the mean
+    validation AUPR over the validation sets (`validation_score`: each fitted on its complement in the pool, the
+    training lines' training chromosomes) and the best wins, the first on ties. Returns the chosen values and the
+    trace ({params, val_aupr} per setting)."""
+    base = {k: v for k, v in (params or {}).items() if k != "grid"}
+    grid = make_model(model_name, params, seed).params.get("grid")
+    trace = []
+    for setting in grid_combinations(grid):
+        score = validation_score(pool, groups, model_name, base | setting, seed, device)
+        trace.append({"params": setting, "val_aupr": score})
+        log.info("grid: %s -> validation AUPR %.4f", setting, score)
+    best = max(range(len(trace)), key=lambda i: (trace[i]["val_aupr"], -i))
+    return trace[best]["params"], trace
+
+
 def run_heldout(
     data: dict[str, PairData],
     heldout: str,
@@ -180,6 +213,11 @@ def run_heldout(
     chroms = sorted(set(pool_all.frame.chrom) | set(test_all.frame.chrom))
     rows, notes, diagnostics, screens = [], [], [], []
     resolved = make_model(model_name, params, seed).params  # the preset's defaults under the config's params
+    if resolved.get("grid") is not None:
+        grid_combinations(resolved["grid"])  # a malformed grid fails before any fit
+        if resolved.get("screen_marks"):
+            raise ValueError(f"{model_name}: grid and screen_marks cannot be combined; use one per model")
+    grids = []
     for f, test_chroms in enumerate(fold_chromosomes(chrom_folds, chroms)):
         no_folds = not chrom_folds
         pool = pool_all.subset(
@@ -196,6 +234,11 @@ def run_heldout(
             if pool.y[is_val].sum() == 0 or pool.y[~is_val].sum() == 0:
                 raise ValueError(f"fold {f}: validation set {v} or its training rows have no positives")
         fold_params, screened = params, {}
+        if resolved.get("grid") is not None:
+            chosen, trace = choose_params(pool, groups, model_name, params, seed, device)
+            fold_params = {k: v for k, v in (params or {}).items() if k != "grid"} | chosen
+            grids.append({"fold": f, "chosen": chosen, "trace": trace})
+            log.info("fold %d: grid chose %s", f, chosen)
         if resolved.get("screen_marks"):
             if validation != "cell_line" and f == 0:
                 log.warning("screen under %r validation: measures transfer across chromosomes, not lines", validation)
@@ -226,6 +269,8 @@ def run_heldout(
     info["fits"] = notes
     if screens:
         info["screen"] = screens
+    if grids:
+        info["grid"] = grids
     return scores, info | ({"diagnostics": diagnostics} if spurious_columns is not None else {})
 
 

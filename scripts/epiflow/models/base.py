@@ -122,7 +122,7 @@ class Model:
 
 
 # Params every model accepts that are about its inputs and the training protocol, not the learner itself.
-PROTOCOL_PARAMS = ("exclude_columns", "screen_marks", "screen_margin")
+PROTOCOL_PARAMS = ("exclude_columns", "screen_marks", "screen_margin", "grid")
 
 # gbm_robust's capacity: of five settings retrained on the BENGI study (benchmarks/ablation.py --normalizations
 # quantile --params ...), the three with the best mean per-line validation AUPR tied (0.380); this is the smallest
