@@ -5,9 +5,9 @@ training lines' pairs on every other chromosome. Within the pool each training l
 (early stopping and model choice there), so every pool row gets an out-of-fold `val` score from a model that never
 saw its cell line — the data calibration and threshold choice are fitted on. Hyper-parameters given as a `grid`
 param are chosen per fold on the same validation sets (`choose_params`), marks by the environment screen
-(`screen_marks`). With `protocol.validation: chromosome`
-the validation sets are groups of the pool's chromosomes instead (every training line stays a training environment
-of each fit; `val` scores are then out-of-chromosome, not out-of-cell-line). Test scores average the fold's models.
+(`screen_marks`). With `protocol.validation: chromosome` the validation sets are groups of the pool's chromosomes
+instead (every training line stays a training environment of each fit; `val` scores are then out-of-chromosome,
+not out-of-cell-line). Test scores average the fold's models.
 """
 
 from __future__ import annotations
