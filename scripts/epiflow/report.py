@@ -86,16 +86,58 @@ def per_heldout(predictions: dict) -> dict[str, dict[str, pd.DataFrame]]:
     return out
 
 
-def leakage_tables(inputs: ReportInputs, by_line: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+class RunFiles:
+    """The run's pair tables and feature files, each read once per report: the leakage audit, the shift and link
+    tables and the anchors read the same lines for every held-out line. Callers must not modify what they get."""
+
+    def __init__(self, inputs: ReportInputs):
+        self.inputs = inputs
+        self._pairs: dict[str, pd.DataFrame] = {}
+        self._features: dict[str, dict] = {}
+        self._labelled: dict[str, tuple] = {}
+
+    def pairs(self, line: str) -> pd.DataFrame:
+        if line not in self._pairs:
+            self._pairs[line] = read_pair_table(self.inputs.pairs[line])
+        return self._pairs[line]
+
+    def features(self, line: str) -> dict:
+        from epiflow.features import load_features
+
+        if line not in self._features:
+            self._features[line] = load_features(self.inputs.features[line])
+        return self._features[line]
+
+    def labelled(self, line: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(feature values, labels in the same row order, feature columns) of a line."""
+        if line not in self._labelled:
+            features = self.features(line)
+            labels = self.pairs(line).set_index("pair_id").label
+            ids = features["pair_id"].astype(str)
+            missing = np.flatnonzero(~pd.Index(ids).isin(labels.index))
+            if len(missing):
+                raise InputError(
+                    f"{self.inputs.features[line]}: row {missing[0] + 1}: pair {ids[missing[0]]} is not in "
+                    f"{self.inputs.pairs[line]}; expected the features and pairs of one run"
+                )
+            columns = [str(c) for c in features["columns"]]
+            self._labelled[line] = (features["values"], labels.reindex(ids).to_numpy(), columns)
+        return self._labelled[line]
+
+
+def leakage_tables(
+    inputs: ReportInputs, by_line: dict, files: RunFiles | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Leakage audit and distance strata of every held-out line (leakage empty without pair tables)."""
+    files = files or RunFiles(inputs)
     leakage, distance = [], []
     for heldout, models in by_line.items():
         distance.append(audit.distance_strata(models).assign(heldout=heldout))
         lines = inputs.train_lines.get(heldout, [])
         if heldout not in inputs.pairs or not all(c in inputs.pairs for c in lines):
             continue
-        train = pd.concat([read_pair_table(inputs.pairs[c]) for c in lines], ignore_index=True)
-        table = audit.leakage_audit(models, read_pair_table(inputs.pairs[heldout]), train, inputs.chrom_folds)
+        train = pd.concat([files.pairs(c) for c in lines], ignore_index=True)
+        table = audit.leakage_audit(models, files.pairs(heldout), train, inputs.chrom_folds)
         leakage.append(table.assign(heldout=heldout))
     leak = pd.concat(leakage, ignore_index=True) if leakage else pd.DataFrame()
     if not leak.empty:
@@ -103,58 +145,35 @@ def leakage_tables(inputs: ReportInputs, by_line: dict) -> tuple[pd.DataFrame, p
     return leak, pd.concat(distance, ignore_index=True)
 
 
-def shift_table(inputs: ReportInputs, heldouts) -> pd.DataFrame:
+def shift_table(inputs: ReportInputs, heldouts, files: RunFiles | None = None) -> pd.DataFrame:
     """Per held-out line and feature: W1 between its training lines and it (empty without feature files)."""
-    from epiflow.features import load_features
-
-    cache: dict[str, dict] = {}
-
-    def features(line):
-        if line not in cache:
-            cache[line] = load_features(inputs.features[line])
-        return cache[line]
-
+    files = files or RunFiles(inputs)
     parts = []
     for heldout in heldouts:
         lines = inputs.train_lines.get(heldout, [])
         if not lines or not all(c in inputs.features for c in [heldout, *lines]):
             continue
-        test = features(heldout)
-        train = {c: features(c)["values"] for c in lines}
+        test = files.features(heldout)
+        train = {c: files.features(c)["values"] for c in lines}
         columns = [str(c) for c in test["columns"]]
         parts.append(feature_shift(train, test["values"], columns).assign(heldout=heldout))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def heterogeneity_table(inputs: ReportInputs, heldouts, spurious_marks=()) -> pd.DataFrame:
+def heterogeneity_table(
+    inputs: ReportInputs, heldouts, spurious_marks=(), files: RunFiles | None = None
+) -> pd.DataFrame:
     """Per held-out line and feature: does the feature's link to the label differ between its training lines
     (`link_heterogeneity`; the held-out line's labels are not read)? `spurious` flags the columns of the configured
     spurious marks (report.spurious_marks). Empty without pair tables and feature files."""
-    from epiflow.features import load_features
-
-    cache: dict[str, tuple] = {}
-
-    def labelled(line):
-        if line not in cache:
-            features = load_features(inputs.features[line])
-            labels = read_pair_table(inputs.pairs[line]).set_index("pair_id").label
-            ids = features["pair_id"].astype(str)
-            missing = np.flatnonzero(~pd.Index(ids).isin(labels.index))
-            if len(missing):
-                raise InputError(
-                    f"{inputs.features[line]}: row {missing[0] + 1}: pair {ids[missing[0]]} is not in "
-                    f"{inputs.pairs[line]}; expected the features and pairs of one run"
-                )
-            cache[line] = (features["values"], labels.reindex(ids).to_numpy(), [str(c) for c in features["columns"]])
-        return cache[line]
-
+    files = files or RunFiles(inputs)
     parts = []
     for heldout in heldouts:
         lines = inputs.train_lines.get(heldout, [])
         if len(lines) < 2 or not all(c in inputs.features and c in inputs.pairs for c in lines):
             continue
-        train = {c: labelled(c)[:2] for c in lines}
-        table = link_heterogeneity(train, labelled(lines[0])[2])
+        train = {c: files.labelled(c)[:2] for c in lines}
+        table = link_heterogeneity(train, files.labelled(lines[0])[2])
         if not table.empty:
             table["spurious"] = table.feature.map(lambda f: f.split("_")[0] in set(spurious_marks))
             parts.append(table.assign(heldout=heldout))
@@ -201,17 +220,16 @@ def diagnostics_table(paths: dict, keys) -> pd.DataFrame:
     return table
 
 
-def anchor_table(inputs: ReportInputs, by_line: dict) -> pd.DataFrame:
+def anchor_table(inputs: ReportInputs, by_line: dict, files: RunFiles | None = None) -> pd.DataFrame:
     """Each configured anchor and every model scored on the same test pairs of its held-out line."""
+    files = files or RunFiles(inputs)
     parts = []
     for anchor in inputs.anchors:
         heldout = anchor["heldout"]
         if heldout not in by_line or heldout not in inputs.pairs:
             log.warning("anchor %s: held-out line %s not in this run; skipped", anchor["name"], heldout)
             continue
-        scores = audit.read_anchor(
-            anchor["source"], anchor.get("format", "transepi"), read_pair_table(inputs.pairs[heldout])
-        )
+        scores = audit.read_anchor(anchor["source"], anchor.get("format", "transepi"), files.pairs(heldout))
         table = audit.anchor_comparison(scores, by_line[heldout], anchor["name"])
         parts.append(table.assign(heldout=heldout, anchor=anchor["name"]))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -290,16 +308,17 @@ def collect_facts(inputs: ReportInputs, predictions: dict, spurious_marks=()) ->
     if "label_shift_estimator" not in calibration:  # calibration notes written before the estimator choice
         calibration["label_shift_estimator"] = ""
     calibration["label_shift_estimator"] = calibration.label_shift_estimator.fillna("")
-    leakage, distance = leakage_tables(inputs, by_line)
+    files = RunFiles(inputs)
+    leakage, distance = leakage_tables(inputs, by_line, files)
     return narrative.Facts(
         summary=summary,
         diagnostics=diagnostics_table(inputs.diagnostics, sorted(predictions)),
         leakage=leakage,
-        shift=shift_table(inputs, by_line),
-        heterogeneity=heterogeneity_table(inputs, by_line, spurious_marks),
+        shift=shift_table(inputs, by_line, files),
+        heterogeneity=heterogeneity_table(inputs, by_line, spurious_marks, files),
         distance=distance,
         calibration=calibration,
-        anchors=anchor_table(inputs, by_line),
+        anchors=anchor_table(inputs, by_line, files),
     )
 
 
