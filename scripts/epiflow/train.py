@@ -23,6 +23,7 @@ from epiflow.errors import LeakageError
 from epiflow.io_pairs import read_pair_table
 from epiflow.io_regions import read_tads
 from epiflow.models import PairData, make_model
+from epiflow.models.base import PROTOCOL_PARAMS
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def grid_combinations(grid) -> list[dict]:
     order given (the first of equally good settings wins, so list the simpler value first)."""
     if not isinstance(grid, dict) or not grid or any(not isinstance(v, list) or not v for v in grid.values()):
         raise ValueError(f"grid: expected a mapping of parameter name -> non-empty list of values, got {grid!r}")
-    protocol = sorted(set(grid) & {"grid", "screen_marks", "screen_margin"})
+    protocol = sorted(set(grid) & (set(PROTOCOL_PARAMS) - {"exclude_columns"}))  # a column set may be searched
     if protocol:
         raise ValueError(f"grid: {protocol} cannot be searched (protocol settings, not hyper-parameters)")
     keys = sorted(grid)
