@@ -20,8 +20,11 @@ def healthy() -> narrative.Facts:
         [
             {"heldout": "L", "model": "distance", "aupr_train": 0.30, "aupr_val": 0.30, "aupr_test": 0.30},
             {"heldout": "L", "model": "gbm", "aupr_train": 0.80, "aupr_val": 0.78, "aupr_test": 0.75},
+            {"heldout": "L", "model": "epinet", "aupr_train": 0.79, "aupr_val": 0.77, "aupr_test": 0.74},
         ]
     )
+    # validation chooses gbm (report.validation_choice), which is also best on test
+    summary = summary.assign(aupr_val_lines=summary.aupr_val - 0.01, chosen=summary.model == "gbm")
     summary = summary.assign(
         pos_rate=0.2, threshold=0.30, oracle_threshold=0.28, f1=0.70, oracle_f1=0.72, precision=0.70, recall=0.70
     )
@@ -132,6 +135,7 @@ MEETS = {
     "anchor_gap": set_value("anchors", "aupr", 0.60, where="X"),  # the anchor's own row
     "link_differs": set_value("heterogeneity", "p_adjusted", 1e-6),
     "cue_indistinct": set_value("heterogeneity", "spurious", True),  # the cue's p 0.96: alike in every line
+    "selection_gap": set_value("summary", "aupr_test", 0.80, where="epinet"),  # best on test, not chosen
 }
 
 
@@ -219,3 +223,16 @@ def test_chinese_falls_back_to_english_for_missing_keys(tmp_path):
     assert messages["findings"] == {"a": "甲 {subject}", "b": "B"} and messages["ui"]["title"] == "T"
     zh = copy.deepcopy(messages)
     assert narrative.render_findings([narrative.Finding("a", "L", {}, ["x"], 1.0)], zh)[0]["text"] == "甲 L"
+
+
+def test_selection_gap_names_the_chosen_and_the_best():
+    facts = healthy()
+    set_value("summary", "aupr_test", 0.78, where="epinet")(facts)
+    set_value("summary", "aupr_test", 0.90, where="distance")(facts)  # a baseline best on test is not a candidate
+    (found,) = narrative.selection_gap(facts, 0.02)
+    assert found.values["chosen"] == "gbm" and found.values["best"] == "epinet"
+    assert found.values["diff"] == pytest.approx(0.03) and found.strength == pytest.approx(1.5)
+    text = narrative.render_findings([found], narrative.load_messages("en", MESSAGES))[0]["text"]
+    assert "validation chooses gbm" in text and "epinet is best on test (0.780)" in text and "0.030" in text
+    facts.summary["chosen"] = False  # no model has a validation score: nothing to compare
+    assert narrative.selection_gap(facts, 0.02) == []

@@ -242,8 +242,40 @@ def test_build_report_on_constructed_run(tmp_path, language):
     assert cue.spurious and all(float(c) > 1.0 for c in cue.coefficients.split(";"))
     leakage = pd.read_csv(tmp_path / "tables" / "leakage.tsv", sep="\t")
     assert len(leakage) == len(LINES) * len(MODELS) and (leakage.share_enhancer == 0).all()
+    # validation's choice: the only candidate (distance is a baseline), scored by the mean of its per-line AUPRs
+    summary = pd.read_csv(tmp_path / "tables" / "summary.tsv", sep="\t").set_index(["heldout", "model"])
+    assert summary.chosen.groupby(level="model").all().to_dict() == {"distance": False, "gbm": True}
+    pred = pd.read_csv(inputs.predictions[("A", "gbm")], sep="\t").query("split == 'val'")
+    per_line = [aupr(g.label, g.score) for _, g in pred.groupby("cell_line")]
+    assert summary.loc[("A", "gbm"), "aupr_val_lines"] == pytest.approx(np.mean(per_line), abs=1e-4)
+    rows = re.findall(r'<tr class="([^"]*)"><td class="text">\w+</td>\s*<td class="text model">(\w+)</td>', html)
+    assert sorted(model for classes, model in rows if "chosen" in classes.split()) == ["gbm"] * len(LINES)
     if language == "zh":
         assert '<html lang="zh">' in html and "泛化差距" in html
+
+
+def test_validation_choice_takes_the_best_mean_per_line_candidate():
+    from epiflow.report import validation_choice
+
+    rng = np.random.default_rng(3)
+    y = np.tile([1, 0, 0, 0], 50)
+    line = np.repeat(["A", "B"], 100)
+    noisy = lambda k: (y * k + rng.random(len(y))) / (k + 1)  # noqa: E731  larger k: a cleaner ranking
+
+    def table(score, split="val"):
+        return pd.DataFrame({"cell_line": line, "label": y, "score": score, "split": split})
+
+    models = {"distance": table(y * 0.9), "epinet": table(noisy(0.5)), "gbm": table(noisy(2.0)), "abc": table(y)}
+    models |= {"gbm_copy": models["gbm"], "late": table(noisy(5.0), split="test")}  # a tie; no validation rows
+    summary = pd.DataFrame({"heldout": "H", "model": sorted(models)})
+    out = validation_choice(summary, {"H": models}).set_index("model")
+    expect = np.mean([aupr(y[line == c], models["gbm"].score[line == c]) for c in ("A", "B")])
+    assert out.loc["gbm", "aupr_val_lines"] == pytest.approx(expect)
+    assert out.loc["distance", "aupr_val_lines"] == 1.0 and np.isnan(out.loc["late", "aupr_val_lines"])
+    # distance and abc rank perfectly but are baselines; gbm and its copy tie: the first by name wins
+    assert out.index[out.chosen].tolist() == ["gbm"]
+    only_baselines = validation_choice(summary[summary.model.isin(["abc", "distance"])], {"H": models})
+    assert not only_baselines.chosen.any()
 
 
 def test_build_report_without_optional_inputs(tmp_path):

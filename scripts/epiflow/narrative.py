@@ -340,6 +340,26 @@ def cue_indistinct(facts: Facts, t: float) -> list[Finding]:
     return out
 
 
+def selection_gap(facts: Facts, t: float) -> list[Finding]:
+    """The candidate validation chooses (report.validation_choice) trails the best candidate on test by >= t AUPR:
+    naming the winner after seeing the held-out line would overstate what one can deploy for an unseen line."""
+    out = []
+    table = _candidates(facts.summary)
+    if "chosen" not in table:
+        return out
+    for heldout, rows in table.dropna(subset=["aupr_test"]).groupby("heldout"):
+        chosen = rows[rows.chosen]
+        if chosen.empty:
+            continue
+        pick, best = chosen.iloc[0], rows.loc[rows.aupr_test.idxmax()]
+        diff = float(best.aupr_test - pick.aupr_test)
+        if diff >= t:
+            values = {"chosen": pick.model, "chosen_val": pick.aupr_val_lines, "chosen_test": pick.aupr_test}
+            values |= {"best": best.model, "best_test": best.aupr_test, "diff": diff}
+            out.append(Finding("selection_gap", heldout, values, ["tab-summary"], diff / t))
+    return out
+
+
 def anchor_gap(facts: Facts, t: float) -> list[Finding]:
     """An external anchor and the best candidate differ by >= t AUPR on identical pairs."""
     out = []
@@ -378,6 +398,7 @@ RULES = (
     Rule("flat_minimum", 0.10, flat_minimum, None),  # a hypothesis refuted: it points to no step
     Rule("geometry_collapse", 0.7, geometry_collapse, "regularize"),
     Rule("anchor_gap", 0.02, anchor_gap, "architecture"),
+    Rule("selection_gap", 0.02, selection_gap, "select"),
 )
 
 

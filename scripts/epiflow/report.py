@@ -74,6 +74,29 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def validation_choice(summary: pd.DataFrame, by_line: dict) -> pd.DataFrame:
+    """`summary` with `aupr_val_lines` (the mean over training lines of each line's validation AUPR, from the
+    out-of-line `val` scores: the grid's criterion) and `chosen`: per held-out line, the candidate (not a baseline of
+    narrative.BASELINES) with the highest such score; the model one would deploy without seeing the held-out line.
+    Ties go to the first model by name; a line whose candidates have no validation score chooses none."""
+    from epiflow.metrics import aupr
+
+    def per_line_mean(table: pd.DataFrame) -> float:
+        val = table[table.split == "val"]
+        scores = [aupr(g.label.to_numpy(), g.score.to_numpy()) for _, g in val.groupby("cell_line", sort=True)]
+        scores = [s for s in scores if math.isfinite(s)]
+        return float(np.mean(scores)) if scores else math.nan
+
+    means = {(h, m): per_line_mean(t) for h, models in by_line.items() for m, t in models.items()}
+    out = summary.copy()
+    out["aupr_val_lines"] = [means.get((h, m), math.nan) for h, m in zip(out.heldout, out.model, strict=True)]
+    out["chosen"] = False
+    candidates = out[~out.model.isin(narrative.BASELINES) & out.aupr_val_lines.notna()]
+    for _, group in candidates.sort_values(["heldout", "model"]).groupby("heldout"):
+        out.loc[group.aupr_val_lines.idxmax(), "chosen"] = True
+    return out
+
+
 def read_predictions(paths: dict) -> dict[tuple[str, str], pd.DataFrame]:
     return {key: pd.read_csv(p, sep="\t", dtype={"chrom": str, "pair_id": str}) for key, p in paths.items()}
 
@@ -300,7 +323,7 @@ def format_number(value, spec: str = ".3f") -> str:
 def collect_facts(inputs: ReportInputs, predictions: dict, spurious_marks=()) -> narrative.Facts:
     """Every table the narrative and the page need, computed from the inputs."""
     by_line = per_heldout(predictions)
-    summary = summary_table(pd.read_csv(inputs.summary, sep="\t"))
+    summary = validation_choice(summary_table(pd.read_csv(inputs.summary, sep="\t")), by_line)
     calibration = pd.concat(
         [pd.read_csv(p, sep="\t").assign(heldout=h, model=m) for (h, m), p in inputs.calibration.items()],
         ignore_index=True,
