@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from epiflow.metrics import aupr, auroc  # noqa: E402
+from epiflow.report import validation_choice  # noqa: E402
 
 log = logging.getLogger("bengi")
 WORKFLOW_PARTS = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "pyproject.toml", "resources/report"]
@@ -134,10 +135,11 @@ def _metrics(heldout, model, subset, y, score, transepi, distance) -> dict:
     return row | {"distance_aupr": aupr(y, closer), "distance_auroc": auroc(y, closer)}
 
 
-def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+def summary_table(summary: pd.DataFrame, by_line: dict | None = None) -> pd.DataFrame:
     """One row per held-out line x model: test and train AUPR and their gap (the seed's overfitting measure),
     calibration (ECE raw and final), F1 at the validation-chosen threshold beside the test-oracle F1, and the
-    positive rate estimated without test labels beside the true one."""
+    positive rate estimated without test labels beside the true one. With the prediction tables (heldout -> model ->
+    table), also the mean per-line validation AUPR and the model validation chooses (report.validation_choice)."""
     test = summary[summary.split == "test"].set_index(["heldout", "model"])
     train = summary[summary.split == "train"].set_index(["heldout", "model"])
     out = pd.DataFrame({"test_aupr": test.aupr, "train_aupr": train.aupr})
@@ -145,7 +147,10 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     for column in ["auroc", "ece_raw", "ece", "threshold", "f1", "oracle_f1", "pos_rate", "pos_rate_estimate"]:
         if column in test:
             out[column] = test[column]
-    return out.reset_index().sort_values(["heldout", "test_aupr"], ascending=[True, False])
+    out = out.reset_index()
+    if by_line is not None:
+        out = validation_choice(out, by_line).rename(columns={"aupr_val_lines": "val_aupr_lines"})
+    return out.sort_values(["heldout", "test_aupr"], ascending=[True, False])
 
 
 def rule_resources(workdir: Path) -> pd.DataFrame:
@@ -187,17 +192,25 @@ def report(workdir: Path, data: Path) -> None:
     """Print the comparison table and per-rule resources of a finished run."""
     anchor_files = {p.name.split("_")[1].split(".")[0]: p for p in sorted(data.glob(TRANSEPI_GLOB))}
     anchors = {heldout: read_transepi(path) for heldout, path in anchor_files.items()}
-    rows = []
+    rows, by_line = [], {}
     for path in sorted((workdir / "results" / "predictions").glob("*/*.tsv.gz")):
         heldout, model = path.parent.name, path.name.removesuffix(".tsv.gz")
         rows += score_rows(heldout, model, test_predictions(workdir, heldout, model), anchors.get(heldout))
+        by_line.setdefault(heldout, {})[model] = pd.read_csv(
+            path, sep="\t", usecols=["cell_line", "label", "split", "score"]
+        )
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 250)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     summary = workdir / "results" / "metrics" / "summary.tsv"
     if summary.exists():
         print("\nper model, from results/metrics/summary.tsv (test = the held-out line on its folds' chromosomes):")
-        print(summary_table(pd.read_csv(summary, sep="\t")).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        table = summary_table(pd.read_csv(summary, sep="\t"), by_line)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        for r in table[table.chosen].itertuples():
+            print(
+                f"validation chooses {r.model} for {r.heldout} (mean per-line validation AUPR {r.val_aupr_lines:.3f})"
+            )
     for heldout, path in anchor_files.items():
         raw = pd.read_csv(path, sep="\t", comment="#", header=None, usecols=[0, 1])
         print(f"TransEPI {heldout}, all {len(raw)} rows of {path.name}: AUPR {aupr(raw[0], raw[1]):.3f}")

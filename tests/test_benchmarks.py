@@ -41,6 +41,14 @@ def test_bengi_summary_table_gap_and_order():
     assert list(table.model) == ["robust", "gbm"]
     assert table.set_index("model").loc["gbm", "gap"] == pytest.approx(0.25)
     assert {"ece", "f1"} <= set(table.columns) and "auroc" not in table.columns
+    # with the prediction tables: validation's choice, by the mean per-line validation AUPR, not the test order
+    y = np.tile([1, 0, 0, 0], 20)
+    val = lambda score: pd.DataFrame(
+        {"cell_line": np.repeat(["A", "B"], 40), "label": y, "split": "val", "score": score}
+    )  # noqa: E731
+    by_line = {"IMR90": {"gbm": val(y * 0.8 + 0.1), "robust": val(np.linspace(0, 1, len(y)))}}
+    chosen = bengi.summary_table(pd.DataFrame(rows), by_line).set_index("model")
+    assert chosen.chosen.to_dict() == {"robust": False, "gbm": True} and chosen.loc["gbm", "val_aupr_lines"] == 1.0
 
 
 def test_tad_paths_resolve_urls_from_the_cache_and_local_sources_by_sheet(tmp_path):
