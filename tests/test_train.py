@@ -189,7 +189,7 @@ def flipped():
 def test_environment_screen_drops_a_mark_whose_link_does_not_transfer(flipped):
     lines, pool, groups = flipped
     gbm = {"max_iter": 30}
-    dropped, trace, gain = screen_marks(pool, groups, "gbm", gbm, seed=0)
+    dropped, trace, gain, _ = screen_marks(pool, groups, "gbm", gbm, seed=0)
     assert dropped == ["cue"]
     first = {t["candidate"]: t["val_aupr"] for t in trace if t["round"] == 1}
     assert first["cue"] > trace[0]["val_aupr"] + 0.005 > first["real"]
@@ -214,13 +214,13 @@ def test_environment_screen_drops_a_mark_whose_link_does_not_transfer(flipped):
 def test_grid_is_chosen_on_the_validation_lines(flipped):
     lines, pool, groups = flipped
     grid = {"max_iter": [1, 30], "exclude_columns": [[], ["cue"]]}
-    chosen, trace = choose_params(pool, groups, "gbm", {"grid": grid}, seed=0)
+    chosen, trace, _ = choose_params(pool, groups, "gbm", {"grid": grid}, seed=0)
     assert [t["params"] for t in trace] == grid_combinations(grid)  # keys sorted: exclude_columns varies slowest
     assert len(trace) == 4 and chosen == {"exclude_columns": ["cue"], "max_iter": 30}
     assert max(t["val_aupr"] for t in trace) == next(t["val_aupr"] for t in trace if t["params"] == chosen)
     # the first of equally good settings wins
     # (no sequence features here, so leaving them out changes nothing)
-    tie, tied = choose_params(pool, groups, "gbm", {"grid": {"exclude_columns": [["sequence"], []]}}, seed=0)
+    tie, tied, _ = choose_params(pool, groups, "gbm", {"grid": {"exclude_columns": [["sequence"], []]}}, seed=0)
     assert tied[0]["val_aupr"] == tied[1]["val_aupr"] and tie == {"exclude_columns": ["sequence"]}
 
     # in the protocol: every fold chooses on its own pool, and its final fits are those of the chosen setting
@@ -252,3 +252,9 @@ def test_grid_on_an_invariance_weight_is_deterministic(lines):
     assert [len(g["trace"]) for g in info["grid"]] == [2, 2] and info["grid"] == again["grid"]
     assert all(g["chosen"]["irm"] in (0.0, 1.0) for g in info["grid"])
     pd.testing.assert_frame_equal(a, b)
+    # a fold's final models are the winning setting's validation fits: the same scores as fitting it afresh
+    for f, g in enumerate(info["grid"]):
+        fresh = {"epochs": 3, "patience": 3, **g["chosen"]}
+        folds = [[["chr1", "chr2"], ["chr3", "chr4"]][f]]
+        direct, _ = run_heldout(lines, "A", ["B", "C"], folds, "epinet_small", fresh, 2)
+        np.testing.assert_array_equal(a[a.fold == f].score.to_numpy(), direct.score.to_numpy())

@@ -107,51 +107,54 @@ def validation_groups(
     return [(",".join(chroms[i::k]), pool.chrom.isin(chroms[i::k]).to_numpy()) for i in range(k)]
 
 
-def validation_score(pool: PairData, groups: list, model_name: str, params: dict, seed: int, device: str) -> float:
-    """Mean over the validation sets of the AUPR of a model fitted on each set's complement (the screen's
-    criterion)."""
+def validation_score(
+    pool: PairData, groups: list, model_name: str, params: dict, seed: int, device: str
+) -> tuple[float, list]:
+    """Mean over the validation sets of the AUPR of a model fitted on each set's complement (the criterion of the
+    screen and the grid), and those models, one per validation set: the fold's final fits when the setting wins."""
     from epiflow.metrics import aupr
 
-    scores = []
+    scores, models = [], []
     for _, is_val in groups:
         train, val = pool.subset(~is_val), pool.subset(is_val)
-        model = make_model(model_name, params, seed, device=device).fit(train, val)
-        scores.append(aupr(val.y, model.predict(val)))
-    return float(np.mean(scores))
+        models.append(make_model(model_name, params, seed, device=device).fit(train, val))
+        scores.append(aupr(val.y, models[-1].predict(val)))
+    return float(np.mean(scores)), models
 
 
 def screen_marks(
     pool: PairData, groups: list, model_name: str, params: dict | None, seed: int, device: str = "cpu"
-) -> tuple[list[str], list[dict], float]:
+) -> tuple[list[str], list[dict], float, list]:
     """Environment screen: drop the cell-specific marks whose link to the label does not carry over to a held-out
     training line. Backward elimination on the mean validation AUPR (each validation set fitted without it): the
     mark whose removal raises it most is dropped while the rise exceeds `screen_margin`; at least one mark stays.
     Distance, topology and sequence are never screened. Uses the pool (training lines, training chromosomes) only.
 
-    Returns the dropped marks, the trace (every candidate's validation score per round) and the validation AUPR
-    the drops gained (0 when nothing was dropped)."""
+    Returns the dropped marks, the trace (every candidate's validation score per round), the validation AUPR the
+    drops gained (0 when nothing was dropped) and the models of the chosen mark set, one per validation set."""
     params = dict(params or {})
     resolved = make_model(model_name, params, seed).params  # the preset's defaults under the config's params
     margin = float(resolved.get("screen_margin", 0.005))
     excluded = list(resolved.get("exclude_columns") or [])
     marks = [m for m in pool.marks if m not in excluded]
     dropped: list[str] = []
-    start = base = validation_score(pool, groups, model_name, params, seed, device)
+    start, models = validation_score(pool, groups, model_name, params, seed, device)
+    base = start
     trace = [{"round": 0, "dropped": [], "candidate": None, "val_aupr": base}]
     while len(marks) - len(dropped) > 1:
-        trials = {}
+        trials, fitted = {}, {}
         for mark in (m for m in marks if m not in dropped):
             trial = params | {"exclude_columns": [*excluded, *dropped, mark]}
-            trials[mark] = validation_score(pool, groups, model_name, trial, seed, device)
+            trials[mark], fitted[mark] = validation_score(pool, groups, model_name, trial, seed, device)
             step = {"round": len(dropped) + 1, "dropped": list(dropped), "candidate": mark, "val_aupr": trials[mark]}
             trace.append(step)
         best = max(trials, key=trials.get)
         if trials[best] - base <= margin:
             break
         dropped.append(best)
-        base = trials[best]
+        base, models = trials[best], fitted[best]
         log.info("screen: %s dropped (validation AUPR %.4f)", best, base)
-    return dropped, trace, base - start
+    return dropped, trace, base - start, models
 
 
 def grid_combinations(grid) -> list[dict]:
@@ -166,22 +169,26 @@ def grid_combinations(grid) -> list[dict]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
+def without_grid(params: dict | None) -> dict:
+    return {k: v for k, v in (params or {}).items() if k != "grid"}
+
+
 def choose_params(
     pool: PairData, groups: list, model_name: str, params: dict | None, seed: int, device: str = "cpu"
-) -> tuple[dict, list[dict]]:
+) -> tuple[dict, list[dict], list]:
     """Hyper-parameter choice on validation only: each setting of the model's `grid` param is scored by the mean
     validation AUPR over the validation sets (`validation_score`: each fitted on its complement in the pool, the
-    training lines' training chromosomes) and the best wins, the first on ties. Returns the chosen values and the
-    trace ({params, val_aupr} per setting)."""
-    base = {k: v for k, v in (params or {}).items() if k != "grid"}
+    training lines' training chromosomes) and the best wins, the first on ties. Returns the chosen values, the
+    trace ({params, val_aupr} per setting) and the chosen setting's models, one per validation set."""
     grid = make_model(model_name, params, seed).params.get("grid")
-    trace = []
+    trace, fitted = [], []
     for setting in grid_combinations(grid):
-        score = validation_score(pool, groups, model_name, base | setting, seed, device)
+        score, models = validation_score(pool, groups, model_name, without_grid(params) | setting, seed, device)
         trace.append({"params": setting, "val_aupr": score})
+        fitted.append(models)
         log.info("grid: %s -> validation AUPR %.4f", setting, score)
     best = max(range(len(trace)), key=lambda i: (trace[i]["val_aupr"], -i))
-    return trace[best]["params"], trace
+    return trace[best]["params"], trace, fitted[best]
 
 
 def run_heldout(
@@ -234,16 +241,16 @@ def run_heldout(
         for v, is_val in groups:
             if pool.y[is_val].sum() == 0 or pool.y[~is_val].sum() == 0:
                 raise ValueError(f"fold {f}: validation set {v} or its training rows have no positives")
-        fold_params, screened = params, {}
+        fold_params, screened, chosen_fits = params, {}, None
         if resolved.get("grid") is not None:
-            chosen, trace = choose_params(pool, groups, model_name, params, seed, device)
-            fold_params = {k: v for k, v in (params or {}).items() if k != "grid"} | chosen
+            chosen, trace, chosen_fits = choose_params(pool, groups, model_name, params, seed, device)
+            fold_params = without_grid(params) | chosen
             grids.append({"fold": f, "chosen": chosen, "trace": trace})
             log.info("fold %d: grid chose %s", f, chosen)
         if resolved.get("screen_marks"):
             if validation != "cell_line" and f == 0:
                 log.warning("screen under %r validation: measures transfer across chromosomes, not lines", validation)
-            dropped, trace, gain = screen_marks(pool, groups, model_name, params, seed, device)
+            dropped, trace, gain, chosen_fits = screen_marks(pool, groups, model_name, params, seed, device)
             excluded = [*(resolved.get("exclude_columns") or []), *dropped]
             fold_params = dict(params or {}) | {"exclude_columns": excluded}
             screens.append({"fold": f, "dropped": dropped, "trace": trace})
@@ -252,7 +259,10 @@ def run_heldout(
         for i, (v, is_val) in enumerate(groups):
             train, val = pool.subset(~is_val), pool.subset(is_val)
             ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{f}_{v}.pt"
-            model = make_model(model_name, fold_params, seed, checkpoint=ckpt, device=device).fit(train, val)
+            if chosen_fits is not None:  # the grid's or screen's winning fits are these models (same params, seed)
+                model = chosen_fits[i]
+            else:
+                model = make_model(model_name, fold_params, seed, checkpoint=ckpt, device=device).fit(train, val)
             rows.append(score_frame(val, model.predict(val), f, "val"))
             train_sum[~is_val] += model.predict(train)
             train_n[~is_val] += 1
