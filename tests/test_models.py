@@ -315,3 +315,53 @@ def test_exclude_columns_ablates_feature_groups(split):
 def test_cpu_models_do_not_autocast():
     model = make_model("epinet", {}, 0)
     assert model.amp is False and model.device.type == "cpu"
+
+
+def test_ensemble_is_the_mean_of_differently_seeded_members(split, tmp_path):
+    from epiflow.models.base import ENSEMBLE_SEED_STEP, Ensemble
+
+    train, val, test = split
+    plain = make_model("epinet_small", FAST, seed=5)
+    assert not isinstance(make_model("epinet_small", FAST | {"ensemble": 1}, seed=5), Ensemble)
+    checkpoint = tmp_path / "fit.pt"
+    three = make_model("epinet_small", FAST | {"ensemble": 3}, seed=5, checkpoint=checkpoint).fit(train, val)
+    assert isinstance(three, Ensemble) and three.uses_gpu and three.params["ensemble"] == 3
+    members = [make_model("epinet_small", FAST, seed=5 + j * ENSEMBLE_SEED_STEP).fit(train, val) for j in range(3)]
+    each = [m.predict(test) for m in members]
+    assert np.array_equal(each[0], plain.fit(train, val).predict(test))  # member 0 is the plain model
+    assert not np.array_equal(each[0], each[1])  # the members differ by their seed
+    assert np.allclose(three.predict(test), np.mean(each, axis=0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.pt", "fit.pt.m1", "fit.pt.m2"]  # one per member
+    for bad in (0, 2.5, True, "3"):
+        with pytest.raises(ValueError, match="ensemble must be a whole number"):
+            make_model("epinet_small", {"ensemble": bad}, seed=0)
+
+
+def test_ensemble_resumes_each_member_after_a_kill(split, tmp_path, monkeypatch):
+    from epiflow.models.base import ENSEMBLE_SEED_STEP
+
+    train, val, test = split
+    params = FAST | {"epochs": 4, "patience": 4, "ensemble": 2}
+    whole = make_model("epinet_small", params, seed=1).fit(train, val)
+    save = TorchModel.save
+
+    def save_then_crash(self, opt, state, key):  # the second member dies after its second epoch
+        save(self, opt, state, key)
+        if self.seed == 1 + ENSEMBLE_SEED_STEP and state["epoch"] == 2:
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(TorchModel, "save", save_then_crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        make_model("epinet_small", params, seed=1, checkpoint=tmp_path / "fit.pt").fit(train, val)
+    saved_epochs = []
+
+    def save_and_count(self, opt, state, key):
+        saved_epochs.append((self.seed, state["epoch"]))
+        save(self, opt, state, key)
+
+    monkeypatch.setattr(TorchModel, "save", save_and_count)
+    resumed = make_model("epinet_small", params, seed=1, checkpoint=tmp_path / "fit.pt").fit(train, val)
+    # the finished first member is not trained again; the second goes on from its third epoch
+    assert [seed for seed, _ in saved_epochs] == [1 + ENSEMBLE_SEED_STEP] * (whole.members[1].epochs_run - 2)
+    assert [m.epochs_run for m in resumed.members] == [m.epochs_run for m in whole.members]
+    assert np.array_equal(resumed.predict(test), whole.predict(test))

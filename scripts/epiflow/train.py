@@ -271,7 +271,8 @@ def run_heldout(
             if spurious_columns is not None and i == 0:
                 from epiflow.diagnostics import diagnose_model
 
-                found = diagnose_model(model, train, test, tuple(spurious_columns), seed)
+                one = getattr(model, "members", [model])[0]  # an ensemble's embedding and weights: its first member
+                found = diagnose_model(one, train, test, tuple(spurious_columns), seed)
                 diagnostics.append({"fold": f, "validation_set": v} | found | screened)
         rows.append(score_frame(pool, train_sum / np.maximum(train_n, 1), f, "train"))
         rows.append(score_frame(test, np.mean(test_scores, axis=0), f, "test"))

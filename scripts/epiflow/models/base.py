@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -93,7 +94,8 @@ class Model:
 
     params: `model_params.<name>` of the config over the class `defaults`; `exclude_columns` (a list of feature
     columns or groups of column_groups) is honoured by every model that reads the table; `screen_marks` (with
-    `screen_margin`) asks the training protocol for the environment screen (epiflow.train.screen_marks).
+    `screen_margin`) asks the training protocol for the environment screen (epiflow.train.screen_marks);
+    `ensemble: k` (k > 1) makes every fit the mean of k members (Ensemble).
     """
 
     uses_gpu = False
@@ -123,6 +125,30 @@ class Model:
 
 # Params every model accepts that are about its inputs and the training protocol, not the learner itself.
 PROTOCOL_PARAMS = ("exclude_columns", "screen_marks", "screen_margin", "grid")
+ENSEMBLE_SEED_STEP = 10_007  # member j of an ensemble trains with seed + j * this
+
+
+class Ensemble(Model):
+    """k members of one model class, member j seeded seed + j * ENSEMBLE_SEED_STEP (member 0 is the plain model),
+    each fitted on the same rows with its own checkpoint (`<checkpoint>.m<j>` for j > 0); the score is the members'
+    mean. Deep ensembles (Lakshminarayanan et al. 2017) lower the seed-to-seed spread of a network's scores.
+    Diagnostics that need one network (embedding, sharpness) read `members[0]`."""
+
+    def __init__(self, cls: type[Model], k: int, params: dict, seed: int, checkpoint=None, device: str = "cpu"):
+        super().__init__(params, seed, checkpoint, device)
+        self.uses_gpu = cls.uses_gpu
+        paths = [checkpoint] + [None if checkpoint is None else Path(f"{checkpoint}.m{j}") for j in range(1, k)]
+        self.members = [cls(params, seed + j * ENSEMBLE_SEED_STEP, paths[j], device) for j in range(k)]
+        self.params = self.members[0].params | {"ensemble": k}
+
+    def fit(self, train: PairData, val: PairData) -> Ensemble:
+        for member in self.members:
+            member.fit(train, val)
+        return self
+
+    def predict(self, data: PairData) -> np.ndarray:
+        return np.mean([member.predict(data) for member in self.members], axis=0)
+
 
 # gbm_robust's capacity: of five settings retrained on the BENGI study (benchmarks/ablation.py --normalizations
 # quantile --params ...), the three with the best mean per-line validation AUPR tied (0.380); this is the smallest
@@ -164,4 +190,11 @@ def make_model(name: str, params: dict, seed: int, checkpoint=None, device: str 
     models = available_models()
     if name not in models:
         raise KeyError(f"unknown model {name!r} (expected one of {', '.join(sorted(models))})")
-    return models[name](params, seed, checkpoint=checkpoint, device=device)
+    cls, params = models[name], dict(params or {})
+    k = (cls.defaults | params).pop("ensemble", 1)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"{name}: ensemble must be a whole number >= 1, got {k!r}")
+    params.pop("ensemble", None)
+    if k == 1:
+        return cls(params, seed, checkpoint=checkpoint, device=device)
+    return Ensemble(cls, k, params, seed, checkpoint=checkpoint, device=device)
