@@ -142,17 +142,18 @@ def screen_marks(
     base = start
     trace = [{"round": 0, "dropped": [], "candidate": None, "val_aupr": base}]
     while len(marks) - len(dropped) > 1:
-        trials, fitted = {}, {}
+        best, best_score, best_fits = None, -np.inf, None  # only the round's best models are kept
         for mark in (m for m in marks if m not in dropped):
             trial = params | {"exclude_columns": [*excluded, *dropped, mark]}
-            trials[mark], fitted[mark] = validation_score(pool, groups, model_name, trial, seed, device)
-            step = {"round": len(dropped) + 1, "dropped": list(dropped), "candidate": mark, "val_aupr": trials[mark]}
+            score, fits = validation_score(pool, groups, model_name, trial, seed, device)
+            if score > best_score:  # the first of equal scores wins
+                best, best_score, best_fits = mark, score, fits
+            step = {"round": len(dropped) + 1, "dropped": list(dropped), "candidate": mark, "val_aupr": score}
             trace.append(step)
-        best = max(trials, key=trials.get)
-        if trials[best] - base <= margin:
+        if best_score - base <= margin:
             break
         dropped.append(best)
-        base, models = trials[best], fitted[best]
+        base, models = best_score, best_fits
         log.info("screen: %s dropped (validation AUPR %.4f)", best, base)
     return dropped, trace, base - start, models
 
@@ -181,14 +182,14 @@ def choose_params(
     training lines' training chromosomes) and the best wins, the first on ties. Returns the chosen values, the
     trace ({params, val_aupr} per setting) and the chosen setting's models, one per validation set."""
     grid = make_model(model_name, params, seed).params.get("grid")
-    trace, fitted = [], []
+    trace, best, best_fits = [], None, None  # only the best setting's models are kept
     for setting in grid_combinations(grid):
-        score, models = validation_score(pool, groups, model_name, without_grid(params) | setting, seed, device)
+        score, fits = validation_score(pool, groups, model_name, without_grid(params) | setting, seed, device)
         trace.append({"params": setting, "val_aupr": score})
-        fitted.append(models)
+        if best is None or score > best["val_aupr"]:  # the first of equal scores wins
+            best, best_fits = trace[-1], fits
         log.info("grid: %s -> validation AUPR %.4f", setting, score)
-    best = max(range(len(trace)), key=lambda i: (trace[i]["val_aupr"], -i))
-    return trace[best]["params"], trace, fitted[best]
+    return best["params"], trace, best_fits
 
 
 def run_heldout(
