@@ -67,7 +67,9 @@ def build_features(workdir: Path, config: dict, lines: list[str], normalization:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, required=True, help="a finished run (results/pairs, tracks, reference)")
-    ap.add_argument("--configfile", type=Path, default=REPO / "config/bengi_hg19.yaml")
+    ap.add_argument(
+        "--configfile", type=Path, nargs="+", default=[REPO / "config/bengi_hg19.yaml"], help="later files win"
+    )
     ap.add_argument("--model", default="gbm")
     ap.add_argument("--heldout", nargs="+", help="held-out lines to run (default: the protocol's test lines, or all)")
     ap.add_argument("--normalizations", nargs="+", default=["none", "log1p", "rank", "quantile"])

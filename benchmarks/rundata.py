@@ -25,11 +25,13 @@ def deep_update(base: dict, over: dict) -> dict:
     return out
 
 
-def load_config(configfile: Path) -> dict:
-    """config/config.yaml with `configfile` laid over it (the Snakefile's order)."""
+def load_config(configfile: Path | list[Path]) -> dict:
+    """config/config.yaml with `configfile` (one or several, later ones win) laid over it, as `snakemake
+    --configfile A B` does."""
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    if Path(configfile).resolve() != (REPO / "config/config.yaml").resolve():
-        config = deep_update(config, yaml.safe_load(Path(configfile).read_text()))
+    for path in [configfile] if isinstance(configfile, str | Path) else configfile:
+        if Path(path).resolve() != (REPO / "config/config.yaml").resolve():
+            config = deep_update(config, yaml.safe_load(Path(path).read_text()))
     return config
 
 

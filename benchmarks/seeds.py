@@ -3,7 +3,7 @@
 Run from the repository root on a finished run directory (e.g. the demo: ``make run`` leaves it in the repository;
 or ``snakemake --configfile config/demo_zoo.yaml`` in a copy):
 
-    .venv/bin/python benchmarks/seeds.py --workdir DIR [--configfile config/config.yaml] --heldout lineD
+    .venv/bin/python benchmarks/seeds.py --workdir DIR [--configfile config/demo_zoo.yaml OVERLAY ...] --heldout lineD
         --models epinet epinet_irm epinet_swap [--seeds 0 1 2 3 4] [--out seeds.tsv]
 
 Every (model, seed) is trained with the workflow's protocol (epiflow.train.run_heldout on the run's features and the
@@ -74,7 +74,7 @@ def compare(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, required=True, help="a finished run (results/pairs, features)")
-    ap.add_argument("--configfile", type=Path, default=REPO / "config/config.yaml")
+    ap.add_argument("--configfile", type=Path, nargs="+", default=[REPO / "config/config.yaml"], help="later files win")
     ap.add_argument("--heldout", required=True)
     ap.add_argument("--models", nargs="+", required=True, help="the first is the baseline of the comparison")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])

@@ -73,6 +73,11 @@ def test_config_layers_like_snakemake():
     assert merged == {"a": {"x": 1, "y": 3}, "b": 1, "c": 4}
     config = rundata.load_config(rundata.REPO / "config/bengi_hg19.yaml")
     assert config["protocol"]["test"] == ["IMR90"] and "ece_bins" in config["calibration"]
+    # several overlays, later ones win, as `snakemake --configfile A B`
+    zoo, cue = rundata.REPO / "config/demo_zoo.yaml", rundata.REPO / "config/demo_cue/reversed_in_lineD.yaml"
+    layered = rundata.load_config([zoo, cue])
+    assert layered["simulate"]["seed"] == 13 and layered["simulate"]["spurious"]["strength"]["lineD"] == -1.0
+    assert "epinet_screen" in layered["model_params"] and layered["simulate"]["chromosomes"] == 4
 
 
 def test_seeds_reports_what_was_chosen_on_validation():
