@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from epiflow.models import available_models  # noqa: E402
+from epiflow.train import check_model_params  # noqa: E402
 
 CONFIG_FILE = ", ".join(str(f) for f in workflow.overwrite_configfiles) or "config/config.yaml"
 validate(config, "../config/schemas/config.schema.yaml")
@@ -86,6 +87,11 @@ def check_config():
     unknown = [m for m in MODELS if m not in available_models()]
     if unknown:
         config_error("models", f"unknown model(s) {unknown} (expected among {sorted(available_models())})")
+    for model in MODELS:
+        try:
+            check_model_params(model, config["model_params"].get(model, {}))
+        except ValueError as error:
+            config_error(f"model_params.{model}", str(error))
     folds = PROTOCOL.get("chrom_folds") or []
     flat = [c for f in folds for c in f]
     if len(flat) != len(set(flat)):

@@ -90,6 +90,11 @@ def test_run_is_fast_enough(demo_run):
         (lambda c: c.update(marks=c["marks"] + ["H3K9me3"]), r"marks: mark\(s\) \['H3K9me3'\] missing for cell line"),
         (lambda c: c.update(models=["nosuchmodel"]), r"models: unknown model\(s\) \['nosuchmodel'\]"),
         (lambda c: c["protocol"].update(train=["lineA", "lineB"], test=["lineB"]), r"also listed in train"),
+        (lambda c: c["model_params"].update(gbm={"ensemble": 0}), r"model_params\.gbm: gbm: ensemble must be a whole"),
+        (
+            lambda c: c["model_params"].update(epinet_small={"grid": {"lr": 0.1}}),
+            r"model_params\.epinet_small: grid: expected a mapping of parameter name -> non-empty list",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, edit, expected):

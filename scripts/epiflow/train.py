@@ -170,6 +170,18 @@ def grid_combinations(grid) -> list[dict]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
+def check_model_params(model_name: str, params: dict | None) -> dict:
+    """The model's resolved params (its preset's defaults under `params`), after the checks that need no data: an
+    unknown model, a malformed `ensemble` or `grid`, and grid + screen_marks raise (KeyError / ValueError). Called
+    when the workflow starts (rules/common.smk) and again before a fold's first fit."""
+    resolved = make_model(model_name, params, 0).params
+    if resolved.get("grid") is not None:
+        grid_combinations(resolved["grid"])
+        if resolved.get("screen_marks"):
+            raise ValueError(f"{model_name}: grid and screen_marks cannot be combined; use one per model")
+    return resolved
+
+
 def without_grid(params: dict | None) -> dict:
     return {k: v for k, v in (params or {}).items() if k != "grid"}
 
@@ -221,11 +233,7 @@ def run_heldout(
     test_all = data[heldout]
     chroms = sorted(set(pool_all.frame.chrom) | set(test_all.frame.chrom))
     rows, notes, diagnostics, screens = [], [], [], []
-    resolved = make_model(model_name, params, seed).params  # the preset's defaults under the config's params
-    if resolved.get("grid") is not None:
-        grid_combinations(resolved["grid"])  # a malformed grid fails before any fit
-        if resolved.get("screen_marks"):
-            raise ValueError(f"{model_name}: grid and screen_marks cannot be combined; use one per model")
+    resolved = check_model_params(model_name, params)  # a malformed grid or ensemble fails before any fit
     grids = []
     for f, test_chroms in enumerate(fold_chromosomes(chrom_folds, chroms)):
         no_folds = not chrom_folds
