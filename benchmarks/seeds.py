@@ -13,11 +13,13 @@ model the test AUPR, the mean per-line validation AUPR, the train AUPR and what 
 param's setting, the screen's dropped marks); per model mean and standard deviation;
 for each model against the first, the paired difference over seeds (mean, sd, t = mean / (sd / sqrt(n))). A
 difference is "beyond seed noise" here when every seed agrees in sign and |t| > 3 (written in the last column).
+`--traces FILE` also writes, per (model, seed), every validation AUPR the screen or the grid compared (JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -32,11 +34,15 @@ from epiflow.train import run_heldout
 log = logging.getLogger("seeds")
 
 
-def one_run(data, heldout, train_lines, folds, model, params, seed, validation="cell_line") -> dict:
+def one_run(data, heldout, train_lines, folds, model, params, seed, validation="cell_line", traces=None) -> dict:
+    """One (model, seed): its scores on the held-out line; with `traces` (a list), also appends what the screen and
+    the grid scored on validation per fold (every candidate's validation AUPR)."""
     start = time.monotonic()
     scores, info = run_heldout(data, heldout, train_lines, folds, model, params, seed, validation=validation)
     scored = score_rows(scores)
     row = {"model": model, "seed": seed} | {k: scored[k] for k in ("train_aupr", "test_aupr", "val_aupr_per_line")}
+    if traces is not None and ("screen" in info or "grid" in info):
+        traces.append({"model": model, "seed": seed} | {k: info[k] for k in ("screen", "grid") if k in info})
     return row | {"seconds": round(time.monotonic() - start, 1), "chosen": chosen_on_validation(info)}
 
 
@@ -87,6 +93,7 @@ def main(argv=None) -> int:
         "DIR/ablation/features-quantile written by benchmarks/ablation.py)",
     )
     ap.add_argument("--out", type=Path, help="also write the per-seed table here (TSV)")
+    ap.add_argument("--traces", type=Path, help="write the screen's and grid's validation traces here (JSON)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
@@ -98,12 +105,12 @@ def main(argv=None) -> int:
     folds = config["protocol"].get("chrom_folds")
     validation = args.validation or config["protocol"].get("validation", "cell_line")
     model_params = config.get("model_params") or {}
-    runs = []
+    runs, traces = [], []
     with threadpool_limits(args.threads):
         for seed in args.seeds:
             for model in args.models:
                 params = model_params.get(model)
-                runs.append(one_run(data, args.heldout, train_lines, folds, model, params, seed, validation))
+                runs.append(one_run(data, args.heldout, train_lines, folds, model, params, seed, validation, traces))
                 log.info("%s", runs[-1])
     runs = pd.DataFrame(runs)
     pd.set_option("display.width", 200)
@@ -111,6 +118,8 @@ def main(argv=None) -> int:
     print(compare(runs, args.models[0]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out:
         runs.to_csv(args.out, sep="\t", index=False, float_format="%.4f")
+    if args.traces:
+        args.traces.write_text(json.dumps(traces, indent=1))
     return 0
 
 

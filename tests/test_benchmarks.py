@@ -85,3 +85,27 @@ def test_seeds_reports_what_was_chosen_on_validation():
     assert seeds.chosen_on_validation(info) == "fold 0: {'irm': 0.1}; fold 1: {'irm': 1.0}"
     assert seeds.chosen_on_validation({"screen": [{"fold": 0, "dropped": ["H2AZ"]}]}) == "fold 0: dropped ['H2AZ']"
     assert seeds.chosen_on_validation({}) == ""
+
+
+def test_seeds_keeps_the_screens_validation_trace():
+    from epiflow.models import PairData
+
+    rng = np.random.default_rng(4)
+    data = {}
+    for line, link in {"A": 1.5, "B": 1.5, "C": -1.5, "D": -1.5}.items():  # the cue flips in C and D
+        n = 300
+        label = (rng.random(n) < 0.3).astype(int)
+        frame = pd.DataFrame({"pair_id": [f"{line}{i}" for i in range(n)], "cell_line": line, "label": label})
+        frame = frame.assign(chrom=rng.choice(["chr1", "chr2"], n), distance=rng.integers(5_000, 500_000, n))
+        table = np.column_stack([2 * label + rng.standard_normal(n), link * (2 * label - 1) + rng.standard_normal(n)])
+        data[line] = PairData(frame, table.astype(np.float32), ["real_enhancer", "cue_enhancer"])
+    traces = []
+    params = {"max_iter": 20, "screen_marks": True}
+    row = seeds.one_run(data, "D", ["A", "B", "C"], [["chr1"], ["chr2"]], "gbm", params, 0, traces=traces)
+    assert row["chosen"] == "fold 0: dropped ['cue']; fold 1: dropped ['cue']"
+    (kept,) = traces
+    assert kept["model"] == "gbm" and [s["fold"] for s in kept["screen"]] == [0, 1]
+    first = [t for t in kept["screen"][0]["trace"] if t["round"] == 1]
+    assert {t["candidate"] for t in first} == {"real", "cue"} and all(0 < t["val_aupr"] <= 1 for t in first)
+    seeds.one_run(data, "D", ["A", "B", "C"], [["chr1"], ["chr2"]], "gbm", {"max_iter": 20}, 0, traces=traces)
+    assert len(traces) == 1  # a model that chose nothing on validation leaves no trace
