@@ -182,10 +182,6 @@ def check_model_params(model_name: str, params: dict | None) -> dict:
     return resolved
 
 
-def without_grid(params: dict | None) -> dict:
-    return {k: v for k, v in (params or {}).items() if k != "grid"}
-
-
 def choose_params(
     pool: PairData, groups: list, model_name: str, params: dict | None, seed: int, device: str = "cpu"
 ) -> tuple[dict, list[dict], list]:
@@ -194,9 +190,10 @@ def choose_params(
     training lines' training chromosomes) and the best wins, the first on ties. Returns the chosen values, the
     trace ({params, val_aupr} per setting) and the chosen setting's models, one per validation set."""
     grid = make_model(model_name, params, seed).params.get("grid")
+    base = {k: v for k, v in (params or {}).items() if k != "grid"}
     trace, best, best_fits = [], None, None  # only the best setting's models are kept
     for setting in grid_combinations(grid):
-        score, fits = validation_score(pool, groups, model_name, without_grid(params) | setting, seed, device)
+        score, fits = validation_score(pool, groups, model_name, base | setting, seed, device)
         trace.append({"params": setting, "val_aupr": score})
         if best is None or score > best["val_aupr"]:  # the first of equal scores wins
             best, best_fits = trace[-1], fits
@@ -250,28 +247,25 @@ def run_heldout(
         for v, is_val in groups:
             if pool.y[is_val].sum() == 0 or pool.y[~is_val].sum() == 0:
                 raise ValueError(f"fold {f}: validation set {v} or its training rows have no positives")
-        fold_params, screened, chosen_fits = params, {}, None
+        screened, chosen_fits = {}, None  # chosen_fits: the grid's or screen's winning validation fits
         if resolved.get("grid") is not None:
             chosen, trace, chosen_fits = choose_params(pool, groups, model_name, params, seed, device)
-            fold_params = without_grid(params) | chosen
             grids.append({"fold": f, "chosen": chosen, "trace": trace})
             log.info("fold %d: grid chose %s", f, chosen)
         if resolved.get("screen_marks"):
             if validation != "cell_line" and f == 0:
                 log.warning("screen under %r validation: measures transfer across chromosomes, not lines", validation)
             dropped, trace, gain, chosen_fits = screen_marks(pool, groups, model_name, params, seed, device)
-            excluded = [*(resolved.get("exclude_columns") or []), *dropped]
-            fold_params = dict(params or {}) | {"exclude_columns": excluded}
             screens.append({"fold": f, "dropped": dropped, "trace": trace})
             screened = {"screened_out": dropped, "screen_gain": gain}
             log.info("fold %d: screen dropped %s", f, dropped or "nothing")
         for i, (v, is_val) in enumerate(groups):
             train, val = pool.subset(~is_val), pool.subset(is_val)
             ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{f}_{v}.pt"
-            if chosen_fits is not None:  # the grid's or screen's winning fits are these models (same params, seed)
+            if chosen_fits is not None:  # the fold's final models: fitted on these rows with the chosen setting
                 model = chosen_fits[i]
             else:
-                model = make_model(model_name, fold_params, seed, checkpoint=ckpt, device=device).fit(train, val)
+                model = make_model(model_name, params, seed, checkpoint=ckpt, device=device).fit(train, val)
             rows.append(score_frame(val, model.predict(val), f, "val"))
             train_sum[~is_val] += model.predict(train)
             train_n[~is_val] += 1
