@@ -96,9 +96,9 @@ def read_transepi(path: Path) -> pd.DataFrame:
     return keyed.groupby(MATCH_KEYS, as_index=False).agg(label=("label", "max"), transepi=("transepi", "mean"))
 
 
-def test_predictions(workdir: Path, heldout: str, model: str) -> pd.DataFrame:
-    """Test rows of one model's predictions, with the pair coordinates (from results/pairs) needed for matching."""
-    pred = pd.read_csv(workdir / "results" / "predictions" / heldout / f"{model}.tsv.gz", sep="\t")
+def test_predictions(workdir: Path, heldout: str, pred: pd.DataFrame) -> pd.DataFrame:
+    """Test rows of one model's prediction table, with the pair coordinates (from results/pairs) needed for
+    matching."""
     pred = pred[pred["split"] == "test"] if "split" in pred else pred[pred["cell_line"] == heldout]
     pairs = pd.read_csv(workdir / "results" / "pairs" / f"{heldout}.tsv.gz", sep="\t")
     return pred[["pair_id", "label", "score"]].merge(
@@ -195,10 +195,9 @@ def report(workdir: Path, data: Path) -> None:
     rows, by_line = [], {}
     for path in sorted((workdir / "results" / "predictions").glob("*/*.tsv.gz")):
         heldout, model = path.parent.name, path.name.removesuffix(".tsv.gz")
-        rows += score_rows(heldout, model, test_predictions(workdir, heldout, model), anchors.get(heldout))
-        by_line.setdefault(heldout, {})[model] = pd.read_csv(
-            path, sep="\t", usecols=["cell_line", "label", "split", "score"]
-        )
+        pred = pd.read_csv(path, sep="\t")
+        rows += score_rows(heldout, model, test_predictions(workdir, heldout, pred), anchors.get(heldout))
+        by_line.setdefault(heldout, {})[model] = pred[["cell_line", "label", "split", "score"]]
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 250)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
