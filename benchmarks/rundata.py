@@ -13,7 +13,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from epiflow.metrics import aupr, auroc  # noqa: E402
+from epiflow.metrics import aupr, aupr_per_line, auroc  # noqa: E402
 from epiflow.train import load_heldout_data, training_lines  # noqa: E402
 
 
@@ -73,8 +73,7 @@ def score_rows(scores: pd.DataFrame) -> dict:
     """Of run_heldout's score table: the mean per-line validation AUPR (the column a choice may be made on), train
     and test AUPR pooled over folds (as summary.tsv), test AUROC and the train - test gap."""
     parts = {split: scores[scores.split == split] for split in ("train", "val", "test")}
-    per_line = [aupr(d.label.to_numpy(), d.score.to_numpy()) for _, d in parts["val"].groupby("cell_line")]
-    row = {"val_aupr_per_line": float(np.mean(per_line))}
+    row = {"val_aupr_per_line": float(np.mean(aupr_per_line(parts["val"])))}
     row |= {f"{s}_aupr": aupr(parts[s].label.to_numpy(), parts[s].score.to_numpy()) for s in ("train", "test")}
     row["test_auroc"] = auroc(parts["test"].label.to_numpy(), parts["test"].score.to_numpy())
     return row | {"gap": row["train_aupr"] - row["test_aupr"]}

@@ -69,6 +69,12 @@ def aupr(y, p) -> float:
     return float(average_precision_score(y, p))
 
 
+def aupr_per_line(rows: pd.DataFrame) -> list[float]:
+    """AUPR of each cell line's rows (columns cell_line, label, score), lines in sorted order; NaN for a line
+    without positives. Its mean over a run's `val` rows is the criterion validation chooses models by."""
+    return [aupr(g.label.to_numpy(), g.score.to_numpy()) for _, g in rows.groupby("cell_line", sort=True)]
+
+
 def auroc(y, p) -> float:
     """Area under the ROC curve; NaN (no exception) when only one class is present."""
     y, p = check_labels_scores(y, p)

@@ -79,12 +79,10 @@ def validation_choice(summary: pd.DataFrame, by_line: dict) -> pd.DataFrame:
     out-of-line `val` scores: the grid's criterion) and `chosen`: per held-out line, the candidate (not a baseline of
     narrative.BASELINES) with the highest such score; the model one would deploy without seeing the held-out line.
     Ties go to the first model by name; a line whose candidates have no validation score chooses none."""
-    from epiflow.metrics import aupr
+    from epiflow.metrics import aupr_per_line
 
     def per_line_mean(table: pd.DataFrame) -> float:
-        val = table[table.split == "val"]
-        scores = [aupr(g.label.to_numpy(), g.score.to_numpy()) for _, g in val.groupby("cell_line", sort=True)]
-        scores = [s for s in scores if math.isfinite(s)]
+        scores = [s for s in aupr_per_line(table[table.split == "val"]) if math.isfinite(s)]
         return float(np.mean(scores)) if scores else math.nan
 
     means = {(h, m): per_line_mean(t) for h, models in by_line.items() for m, t in models.items()}
