@@ -90,8 +90,8 @@ def check_config():
     for model in MODELS:
         try:
             check_model_params(model, config["model_params"].get(model, {}))
-        except ValueError as error:
-            config_error(f"model_params.{model}", str(error))
+        except (KeyError, ValueError) as error:  # KeyError: screen_with names an unknown model
+            config_error(f"model_params.{model}", str(error.args[0] if error.args else error))
     folds = PROTOCOL.get("chrom_folds") or []
     flat = [c for f in folds for c in f]
     if len(flat) != len(set(flat)):

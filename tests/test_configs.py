@@ -32,5 +32,5 @@ def test_shipped_config_plans(workflow, name):
     proc = run_snakemake(workflow, "-n", "--configfile", *CONFIGS[name], timeout=300)
     planned = proc.stdout + proc.stderr
     assert "simulate_demo" in planned and "report" in planned
-    for model in ("epinet_screen", "gbm_screen", "epinet_cdann", "epinet_cip"):
+    for model in ("epinet_screen", "epinet_screen_gbm", "gbm_screen", "epinet_cdann", "epinet_cip"):
         assert f"model={model}" in planned, model

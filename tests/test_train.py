@@ -211,6 +211,34 @@ def test_environment_screen_drops_a_mark_whose_link_does_not_transfer(flipped):
     assert heldout_aupr(scores) > heldout_aupr(plain)
 
 
+def test_a_proxy_screens_for_a_network_and_its_decision_does_not_move_with_the_seed(flipped):
+    lines, _, _ = flipped
+    folds = [["chr1", "chr2"], ["chr3", "chr4"]]
+    net = {"epochs": 3, "patience": 3, "screen_marks": True, "screen_with": "gbm"}
+    decisions = []
+    for seed in (0, 3):
+        scores, info = run_heldout(lines, "D", ["A", "B", "C"], folds, "epinet_small", net, seed=seed)
+        decisions.append([(s["fold"], s["dropped"], s["with"]) for s in info["screen"]])
+        # the network's final fits are its own, on the marks gbm kept: the scores of epinet_small without the cue
+        plain = {"epochs": 3, "patience": 3, "exclude_columns": ["cue"]}
+        direct, _ = run_heldout(lines, "D", ["A", "B", "C"], folds, "epinet_small", plain, seed=seed)
+        np.testing.assert_array_equal(scores.score.to_numpy(), direct.score.to_numpy())
+    assert decisions[0] == decisions[1] == [(0, ["cue"], "gbm"), (1, ["cue"], "gbm")]
+    # the proxy screens with the network's margin: a margin no mark can clear keeps every mark
+    _, info = run_heldout(lines, "D", ["A", "B", "C"], folds, "epinet_small", net | {"screen_margin": 1.0}, seed=0)
+    assert [s["dropped"] for s in info["screen"]] == [[], []]
+
+
+def test_screen_with_is_checked_before_any_fit(lines):
+    for params, error, message in (
+        ({"screen_with": "gbm"}, ValueError, "needs screen_marks"),
+        ({"screen_marks": True, "screen_with": "forest"}, KeyError, "unknown model 'forest'"),
+        ({"screen_marks": True, "screen_with": ["gbm"]}, ValueError, "must be a model name"),
+    ):
+        with pytest.raises(error, match=message):
+            run_heldout(lines, "A", ["B", "C"], None, "epinet_small", params, seed=0)
+
+
 def test_grid_is_chosen_on_the_validation_lines(flipped):
     lines, pool, groups = flipped
     grid = {"max_iter": [1, 30], "exclude_columns": [[], ["cue"]]}

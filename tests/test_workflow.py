@@ -92,6 +92,10 @@ def test_run_is_fast_enough(demo_run):
         (lambda c: c["protocol"].update(train=["lineA", "lineB"], test=["lineB"]), r"also listed in train"),
         (lambda c: c["model_params"].update(gbm={"ensemble": 0}), r"model_params\.gbm: gbm: ensemble must be a whole"),
         (
+            lambda c: c["model_params"].update(epinet_small={"screen_marks": True, "screen_with": "forest"}),
+            r"model_params\.epinet_small: unknown model 'forest'",
+        ),
+        (
             lambda c: c["model_params"].update(epinet_small={"grid": {"lr": 0.1}}),
             r"model_params\.epinet_small: grid: expected a mapping of parameter name -> non-empty list",
         ),

@@ -170,15 +170,31 @@ def grid_combinations(grid) -> list[dict]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
+def proxy_params(resolved: dict) -> dict:
+    """The params a `screen_with` proxy screens with: its own preset's, the screening model's margin and excluded
+    columns (so the proxy sees the same inputs), and no screen, grid or proxy of its own."""
+    proxy = make_model(resolved["screen_with"], {}, 0).params
+    keep = {k: v for k, v in proxy.items() if k not in ("screen_marks", "screen_with", "grid")}
+    return keep | {k: resolved[k] for k in ("screen_margin", "exclude_columns") if resolved.get(k) is not None}
+
+
 def check_model_params(model_name: str, params: dict | None) -> dict:
     """The model's resolved params (its preset's defaults under `params`), after the checks that need no data: an
-    unknown model, a malformed `ensemble` or `grid`, and grid + screen_marks raise (KeyError / ValueError). Called
-    when the workflow starts (rules/common.smk) and again before a fold's first fit."""
+    unknown model, a malformed `ensemble` or `grid`, grid + screen_marks, and a `screen_with` that is not a known
+    model or comes without screen_marks raise (KeyError / ValueError). Called when the workflow starts
+    (rules/common.smk) and again before a fold's first fit."""
     resolved = make_model(model_name, params, 0).params
     if resolved.get("grid") is not None:
         grid_combinations(resolved["grid"])
         if resolved.get("screen_marks"):
             raise ValueError(f"{model_name}: grid and screen_marks cannot be combined; use one per model")
+    proxy = resolved.get("screen_with")
+    if proxy is not None:
+        if not resolved.get("screen_marks"):
+            raise ValueError(f"{model_name}: screen_with {proxy!r} needs screen_marks: true")
+        if not isinstance(proxy, str):
+            raise ValueError(f"{model_name}: screen_with must be a model name, got {proxy!r}")
+        make_model(proxy, {}, 0)  # an unknown model raises KeyError naming the known ones
     return resolved
 
 
@@ -248,6 +264,7 @@ def run_heldout(
             if pool.y[is_val].sum() == 0 or pool.y[~is_val].sum() == 0:
                 raise ValueError(f"fold {f}: validation set {v} or its training rows have no positives")
         screened, chosen_fits = {}, None  # chosen_fits: the grid's or screen's winning validation fits
+        fit_params = params
         if resolved.get("grid") is not None:
             chosen, trace, chosen_fits = choose_params(pool, groups, model_name, params, seed, device)
             grids.append({"fold": f, "chosen": chosen, "trace": trace})
@@ -255,17 +272,23 @@ def run_heldout(
         if resolved.get("screen_marks"):
             if validation != "cell_line" and f == 0:
                 log.warning("screen under %r validation: measures transfer across chromosomes, not lines", validation)
-            dropped, trace, gain, chosen_fits = screen_marks(pool, groups, model_name, params, seed, device)
-            screens.append({"fold": f, "dropped": dropped, "trace": trace})
+            proxy = resolved.get("screen_with")
+            if proxy is None:  # the model screens itself: the chosen mark set's validation fits are its final models
+                dropped, trace, gain, chosen_fits = screen_marks(pool, groups, model_name, params, seed, device)
+            else:  # a proxy model screens; this model is then fitted on the marks it kept
+                dropped, trace, gain, _ = screen_marks(pool, groups, proxy, proxy_params(resolved), seed, device)
+                excluded = list(resolved.get("exclude_columns") or [])
+                fit_params = dict(params or {}) | {"exclude_columns": [*excluded, *dropped]}
+            screens.append({"fold": f, "dropped": dropped, "trace": trace} | ({"with": proxy} if proxy else {}))
             screened = {"screened_out": dropped, "screen_gain": gain}
-            log.info("fold %d: screen dropped %s", f, dropped or "nothing")
+            log.info("fold %d: screen%s dropped %s", f, f" with {proxy}" if proxy else "", dropped or "nothing")
         for i, (v, is_val) in enumerate(groups):
             train, val = pool.subset(~is_val), pool.subset(is_val)
             ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{f}_{v}.pt"
             if chosen_fits is not None:  # the fold's final models: fitted on these rows with the chosen setting
                 model = chosen_fits[i]
             else:
-                model = make_model(model_name, params, seed, checkpoint=ckpt, device=device).fit(train, val)
+                model = make_model(model_name, fit_params, seed, checkpoint=ckpt, device=device).fit(train, val)
             rows.append(score_frame(val, model.predict(val), f, "val"))
             train_sum[~is_val] += model.predict(train)
             train_n[~is_val] += 1

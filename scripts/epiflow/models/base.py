@@ -94,7 +94,8 @@ class Model:
 
     params: `model_params.<name>` of the config over the class `defaults`; `exclude_columns` (a list of feature
     columns or groups of column_groups) is honoured by every model that reads the table; `screen_marks` (with
-    `screen_margin`) asks the training protocol for the environment screen (epiflow.train.screen_marks);
+    `screen_margin`, and `screen_with`: a model that screens in its place) asks the training protocol for the
+    environment screen (epiflow.train.screen_marks);
     `ensemble: k` (k > 1) makes every fit the mean of k members (Ensemble).
     """
 
@@ -124,7 +125,7 @@ class Model:
 
 
 # Params every model accepts that are about its inputs and the training protocol, not the learner itself.
-PROTOCOL_PARAMS = ("exclude_columns", "screen_marks", "screen_margin", "grid")
+PROTOCOL_PARAMS = ("exclude_columns", "screen_marks", "screen_margin", "screen_with", "grid")
 ENSEMBLE_SEED_STEP = 10_007  # member j of an ensemble trains with seed + j * this
 
 

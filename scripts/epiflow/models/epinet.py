@@ -27,6 +27,8 @@ EPINET_PRESETS = {
     "epinet_groupdro": {"groupdro": 0.05},
     "epinet_swap": {"context_swap": 0.5},
     "epinet_screen": {"screen_marks": True},
+    # the screen decided by gbm (no network seed noise in the decision), epinet fitted on the marks it kept
+    "epinet_screen_gbm": {"screen_marks": True, "screen_with": "gbm"},
     "epinet_energy": {"energy": True},
     "epinet_notopo": {"exclude_columns": ["topology"]},
     "checkpoint18": {"energy": True, "dann": 0.3, "orthogonality": 0.1, "sparsity": 0.01},
