@@ -236,3 +236,15 @@ def test_selection_gap_names_the_chosen_and_the_best():
     assert "validation chooses gbm" in text and "epinet is best on test (0.780)" in text and "0.030" in text
     facts.summary["chosen"] = False  # no model has a validation score: nothing to compare
     assert narrative.selection_gap(facts, 0.02) == []
+
+
+def test_screened_out_names_the_model_that_decided_the_screen():
+    facts = healthy()
+    MEETS["screened_out"](facts)
+    (own,) = narrative.screened_out(facts, 0.005)
+    assert own.values["screener"] == "gbm"  # no screened_with (files written before it was kept): the model itself
+    facts.diagnostics["screened_with"] = "gbm_robust"  # a `screen_with` proxy decided it
+    (proxy,) = narrative.screened_out(facts, 0.005)
+    for language, words in (("en", "decided by gbm_robust"), ("zh", "由 gbm_robust 决定")):
+        text = narrative.render_findings([proxy], narrative.load_messages(language, MESSAGES))[0]["text"]
+        assert words in text and "+0.020" in text, text

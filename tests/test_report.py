@@ -208,6 +208,11 @@ def assert_self_contained(html: str) -> None:
 @pytest.mark.parametrize("language", ["en", "zh"])
 def test_build_report_on_constructed_run(tmp_path, language):
     inputs = write_run(tmp_path)
+    # held out A, gbm's marks were screened by a `screen_with` proxy (B: by gbm itself, from a file without the key)
+    for heldout, extra in (("A", {"screened_with": "gbm_robust"}), ("B", {})):
+        path = Path(inputs.diagnostics[(heldout, "gbm")])
+        folds = [d | {"screened_out": ["H2AZ"], "screen_gain": 0.03} | extra for d in json.loads(path.read_text())]
+        path.write_text(json.dumps(folds))
     out = tmp_path / "report" / "reflection.html"
     out.parent.mkdir()
     options = {"language": language, "spurious_marks": ["H2AZ"]}
@@ -250,6 +255,12 @@ def test_build_report_on_constructed_run(tmp_path, language):
     assert summary.loc[("A", "gbm"), "aupr_val_lines"] == pytest.approx(np.mean(per_line), abs=1e-4)
     rows = re.findall(r'<tr class="([^"]*)"><td class="text">\w+</td>\s*<td class="text model">(\w+)</td>', html)
     assert sorted(model for classes, model in rows if "chosen" in classes.split()) == ["gbm"] * len(LINES)
+    # the screen column and the finding name the model that decided the screen where it is not the model itself
+    decided = "decided by" if language == "en" else "决定者"
+    assert f"H2AZ (+0.030, {decided} gbm_robust)" in html and "H2AZ (+0.030)" in html
+    screens = {f["subject"]: f["text"] for f in result["findings"] if f["rule"] == "screened_out"}
+    assert set(screens) == {"A / gbm", "B / gbm"}
+    assert "gbm_robust" in screens["A / gbm"] and "gbm_robust" not in screens["B / gbm"]
     if language == "zh":
         assert '<html lang="zh">' in html and "泛化差距" in html
 

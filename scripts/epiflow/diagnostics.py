@@ -341,7 +341,8 @@ def _nanmean(values) -> float:
 
 def summarize_diagnostics(per_fold: list[dict]) -> dict:
     """Mean of each numeric diagnostic over folds (NaN-aware); attribution averaged per column; the marks the
-    environment screen dropped in any fold (`screened_out`, only for models that screen)."""
+    environment screen dropped in any fold (`screened_out`, only for models that screen) and the model that decided
+    them (`screened_with`: the model itself or its `screen_with` proxy; None in files written before it was kept)."""
     if not per_fold:
         return {}
     keys = [k for k, v in per_fold[0].items() if isinstance(v, int | float) and not isinstance(v, bool)]
@@ -352,4 +353,5 @@ def summarize_diagnostics(per_fold: list[dict]) -> dict:
     out["spurious_groups"] = per_fold[0].get("spurious_groups", [])
     if any("screened_out" in d for d in per_fold):  # the environment screen ran (epiflow.train.screen_marks)
         out["screened_out"] = sorted({m for d in per_fold for m in d.get("screened_out", [])})
+        out["screened_with"] = per_fold[0].get("screened_with")  # the model whose validation fits decided it
     return out

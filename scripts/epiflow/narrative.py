@@ -26,7 +26,8 @@ class Facts:
 
     diagnostics: heldout, model, domain_probe_accuracy, domain_probe_chance, separation_train, separation_test,
     sharpness_relative, spurious_share, spurious_groups, screened_out (marks the environment screen dropped; None for
-    a model that does not screen), screen_gain; leakage: heldout, model, share_either, aupr_seen,
+    a model that does not screen), screen_gain, screened_with (the model whose validation fits decided the screen);
+    leakage: heldout, model, share_either, aupr_seen,
     aupr_unseen; shift: heldout, feature, w1_raw, w1_normalized; distance: heldout, model, bin, lift;
     calibration: heldout, model, fold, val_prior, test_prior_estimate, test_prior_true; anchors: heldout, anchor,
     scorer, n, aupr; heterogeneity: heldout, feature, lines, coefficients, se, mean, q, df, p, p_adjusted, spurious
@@ -294,7 +295,12 @@ def screened_out(facts: Facts, t: float) -> list[Finding]:
         marks = getattr(r, "screened_out", None)
         gain = getattr(r, "screen_gain", math.nan)
         if isinstance(marks, list) and marks and _finite(gain) and gain >= t:
-            values = {"marks": ", ".join(marks), "gain": gain}
+            screener = getattr(r, "screened_with", None)
+            values = {
+                "marks": ", ".join(marks),
+                "gain": gain,
+                "screener": screener if isinstance(screener, str) else r.model,
+            }
             out.append(Finding("screened_out", f"{r.heldout} / {r.model}", values, ["tab-diagnostics"], gain / t))
     return out
 

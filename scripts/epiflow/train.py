@@ -280,7 +280,7 @@ def run_heldout(
                 excluded = list(resolved.get("exclude_columns") or [])
                 fit_params = dict(params or {}) | {"exclude_columns": [*excluded, *dropped]}
             screens.append({"fold": f, "dropped": dropped, "trace": trace} | ({"with": proxy} if proxy else {}))
-            screened = {"screened_out": dropped, "screen_gain": gain}
+            screened = {"screened_out": dropped, "screen_gain": gain, "screened_with": proxy or model_name}
             log.info("fold %d: screen%s dropped %s", f, f" with {proxy}" if proxy else "", dropped or "nothing")
         for i, (v, is_val) in enumerate(groups):
             train, val = pool.subset(~is_val), pool.subset(is_val)
