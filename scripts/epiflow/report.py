@@ -235,12 +235,9 @@ def diagnostics_table(paths: dict, keys) -> pd.DataFrame:
     # a list where the model screened ([] = it kept every mark), None where it does not screen
     screened = table["screened_out"] if "screened_out" in table else [None] * len(table)
     table["screened_out"] = [v if isinstance(v, list) else None for v in screened]
-    # who decided the screen: the model itself unless a `screen_with` proxy did (older files: the model)
+    # the model that decided the screen, None where unknown (older files; narrative.screened_out then names the model)
     screener = table["screened_with"] if "screened_with" in table else [None] * len(table)
-    table["screened_with"] = [
-        (s if isinstance(s, str) else m) if isinstance(d, list) else None
-        for s, m, d in zip(screener, table["model"], table["screened_out"], strict=True)
-    ]
+    table["screened_with"] = [s if isinstance(s, str) else None for s in screener]
     for column in ("spurious_columns", "spurious_groups"):
         if column not in table:
             table[column] = [[] for _ in range(len(table))]
