@@ -7,7 +7,7 @@ import pandas as pd
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
-from epiflow.evaluate import calibrate_scores, reliability_table, split_metrics  # noqa: E402
+from epiflow.calibrate import calibrate_scores, reliability_table, split_metrics  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821

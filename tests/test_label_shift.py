@@ -1,12 +1,12 @@
 """The held-out line's positive rate without its labels: each estimator where its assumption holds, and the
-leave-one-validation-line-out choice between them (epiflow.evaluate)."""
+leave-one-validation-line-out choice between them (epiflow.calibrate)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit, logit
 
-from epiflow.evaluate import (
+from epiflow.calibrate import (
     ESTIMATORS,
     calibrate_fold,
     choose_estimator,

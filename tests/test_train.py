@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from epiflow.errors import LeakageError
-from epiflow.evaluate import calibrate_scores, split_metrics
+from epiflow.calibrate import calibrate_scores, split_metrics
 from epiflow.metrics import aupr
 from epiflow.models import PairData
 from epiflow.train import (

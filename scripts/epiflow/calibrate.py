@@ -1,265 +1,260 @@
-"""Turn raw model scores into probabilities that mean something on an unseen cell line.
+"""The calibrate stage: per chromosome fold, calibrate on validation rows, correct for label shift, pick a threshold.
 
-Two steps, both fitted without the held-out cell line's labels:
-1. a calibrator (temperature, Platt, isotonic or beta) fitted on validation rows of the training
-   cell lines only (``fit_on_validation`` refuses anything else);
-2. a label-shift correction: positive rates differ between cell lines (3.6 % K562 ... 10 % IMR90),
-   so the held-out line's prior is estimated from its unlabeled scores (EM or BBSE) and the
-   posteriors are re-weighted by Bayes' rule (``adjust_to_prior``).
-A ``Calibrator`` is rebuilt from its JSON-able ``params`` alone, so a rule can write it and a later
-rule apply it.
+Everything that is fitted or chosen here (calibration method, calibrator, threshold) sees only the `val` rows of
+the fold: training cell lines, chromosomes outside the fold. The held-out line's rows are only transformed; their
+positive rate is estimated from unlabelled scores (the estimator chosen leave-one-validation-line-out among
+ESTIMATORS), never read from labels.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
-from scipy.special import expit, logit
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
-from epiflow import metrics
-from epiflow.errors import InputError, LeakageError
+from epiflow.calibrators import (
+    Calibrator,
+    adjust_to_prior,
+    assert_calibration_rows,
+    bbse_prior,
+    em_prior_shift,
+    fit_on_validation,
+)
+from epiflow.errors import InputError
+from epiflow.metrics import binary_metrics, choose_threshold, log_loss, reliability_curve
 
 log = logging.getLogger(__name__)
 
-METHODS = ("none", "temperature", "platt", "isotonic", "beta")
-# Scores of exactly 0 or 1 (tree ensembles) would give infinite logits.
-SCORE_EPS = 1e-6
-CALIBRATION_COLUMNS = ("pair_id", "cell_line", "chrom", "label", "score")
+
+def line_out_fits(
+    val: pd.DataFrame, method: str, heldout: str, test_chroms: list[str]
+) -> list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]]:
+    """(other lines' rows, left-out line's rows, `method` fitted on the other lines) for each validation line left
+    out in turn; empty with fewer than two lines, a line skipped when the others hold a single class."""
+    lines = val.cell_line.unique()
+    fits = []
+    for line in lines if len(lines) > 1 else []:
+        fit, held = val[val.cell_line != line], val[val.cell_line == line]
+        if fit.label.nunique() >= 2:
+            fits.append((fit, held, fit_on_validation(fit, method, heldout, test_chroms)))
+    return fits
 
 
-def _clip(scores) -> np.ndarray:
-    return np.clip(np.asarray(scores, dtype=np.float64), SCORE_EPS, 1.0 - SCORE_EPS)
+def select_method(
+    val: pd.DataFrame, methods: list[str], heldout: str, test_chroms: list[str]
+) -> tuple[str, dict, list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]]]:
+    """The calibration method with the lowest leave-one-validation-line-out log loss (cross-fitted on val only).
 
-
-def _beta_features(scores) -> np.ndarray:
-    """Kull et al. (2017) beta-calibration features [ln s, -ln(1 - s)]."""
-    s = _clip(scores)
-    return np.column_stack([np.log(s), -np.log1p(-s)])
-
-
-@dataclass(frozen=True)
-class Calibrator:
-    """A fitted score -> probability map, fully described by ``method`` and ``params``.
-
-    ``transform(scores)`` takes scores in [0, 1] and returns calibrated probabilities in [0, 1].
-    ``params`` is JSON-able; ``Calibrator(method, params)`` rebuilds the same map from it.
+    Returns the method, every method's cross-fitted validation log loss and the chosen method's line_out_fits.
     """
-
-    method: str
-    params: dict = field(default_factory=dict)
-
-    def transform(self, scores) -> np.ndarray:
-        """Calibrated probabilities for ``scores`` (array-like in [0, 1])."""
-        s = np.asarray(scores, dtype=np.float64)
-        if self.method == "none":
-            return s.copy()
-        if self.method == "temperature":
-            return expit(logit(_clip(s)) / self.params["temperature"])
-        if self.method == "platt":
-            return expit(self.params["a"] * logit(_clip(s)) + self.params["b"])
-        if self.method == "isotonic":
-            # Same map as IsotonicRegression.predict with out_of_bounds="clip".
-            return np.interp(s, self.params["x"], self.params["y"])
-        if self.method == "beta":
-            z = _beta_features(s) @ np.array([self.params["a"], self.params["b"]])
-            return expit(z + self.params["c"])
-        raise InputError(f"calibration method {self.method!r} (expected one of {', '.join(METHODS)})")
+    if len(methods) == 1 or val.cell_line.nunique() < 2:
+        return methods[0], {}, line_out_fits(val, methods[0], heldout, test_chroms)
+    losses, fits = {}, {}
+    for method in methods:
+        fits[method] = line_out_fits(val, method, heldout, test_chroms)
+        y = np.concatenate([held.label.to_numpy() for _, held, _ in fits[method]])
+        probs = np.concatenate([cal.transform(held.score.to_numpy()) for _, held, cal in fits[method]])
+        losses[method] = log_loss(y, probs)
+    best = min(losses, key=losses.get)
+    log.info("calibration method losses %s -> %s", {k: round(v, 5) for k, v in losses.items()}, best)
+    return best, losses, fits[best]
 
 
-def _logistic_fit(features: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Unregularized-in-practice logistic regression; returns (coefficients, intercept).
+def shift_weights(y: np.ndarray, source_prior: float, target_prior: float) -> np.ndarray:
+    """Class weights that make rows with positive rate source_prior look like target_prior."""
+    return np.where(y == 1, target_prior / source_prior, (1 - target_prior) / (1 - source_prior))
 
-    A very weak L2 penalty (C=1e6) keeps the fit finite when the classes separate perfectly.
+
+# Label-shift estimators of a new line's positive rate from its unlabelled calibrated probabilities. `none` keeps the
+# validation rate; `pcc` (probabilistic classify-and-count) takes the mean calibrated probability and leaves the
+# probabilities as they are; `em` (Saerens et al. 2002) and `bbse` (Lipton et al. 2018) assume pure label shift and
+# re-weight the probabilities to their estimate.
+ESTIMATORS = ("none", "pcc", "em", "bbse")
+REWEIGHTS = {"none": False, "pcc": False, "em": True, "bbse": True}
+
+
+def estimate_prior(name: str, val_y: np.ndarray, val_probs: np.ndarray, probs: np.ndarray) -> float:
+    """Positive rate of the rows scored `probs` by estimator `name`; val_* are the calibration rows (labelled)."""
+    val_prior = float(np.mean(val_y))
+    if name == "none":
+        return val_prior
+    if name == "pcc":
+        return float(np.clip(np.mean(probs), 1e-6, 1 - 1e-6))
+    if name == "em":
+        return em_prior_shift(probs, val_prior)[0]
+    if name == "bbse":
+        # hard predictions at the validation rows' positive-rate quantile: as many called positive as there are
+        threshold = float(np.quantile(val_probs, 1 - val_prior))
+        try:
+            estimate = bbse_prior(val_y, val_probs >= threshold, probs >= threshold)
+        except InputError:
+            return float("nan")
+        return float(np.clip(estimate, 1e-6, 1 - 1e-6))
+    raise ValueError(f"label-shift estimator {name!r} is unknown (expected one of {', '.join(ESTIMATORS)})")
+
+
+def prior_errors(
+    val: pd.DataFrame,
+    method: str,
+    heldout: str,
+    test_chroms: list[str],
+    fits: list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]] | None = None,
+) -> dict[str, float]:
+    """Each estimator's mean absolute error on the validation lines' positive rates, leave-one-line-out.
+
+    Calibrate on the other validation lines (`fits`: their line_out_fits when already made), estimate the left-out
+    line's rate from its unlabelled scores, compare with its true rate. Validation rows only; NaN for an estimator
+    that could not be checked.
     """
-    model = LogisticRegression(C=1e6, solver="lbfgs", max_iter=1000)
-    model.fit(features, y)
-    return model.coef_[0].astype(float), float(model.intercept_[0])
+    errors: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
+    for fit, held, cal in line_out_fits(val, method, heldout, test_chroms) if fits is None else fits:
+        fit_y, fit_probs = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
+        probs = cal.transform(held.score.to_numpy())
+        for name in ESTIMATORS:
+            errors[name].append(abs(estimate_prior(name, fit_y, fit_probs, probs) - held.label.mean()))
+    return {name: float(np.mean(e)) if e and np.all(np.isfinite(e)) else float("nan") for name, e in errors.items()}
 
 
-def _fit_temperature(scores: np.ndarray, y: np.ndarray) -> dict:
-    z = logit(_clip(scores))
-
-    def loss(log_t: float) -> float:
-        return metrics.log_loss(y, expit(z / np.exp(log_t)))
-
-    # T in [e^-5, e^5] spans far more than any sane miscalibration; bounded search is deterministic.
-    result = minimize_scalar(loss, bounds=(-5.0, 5.0), method="bounded", options={"xatol": 1e-8})
-    return {"temperature": float(np.exp(result.x))}
-
-
-def _fit_platt(scores: np.ndarray, y: np.ndarray) -> dict:
-    coef, intercept = _logistic_fit(logit(_clip(scores))[:, None], y)
-    return {"a": float(coef[0]), "b": intercept}
+def choose_estimator(setting: str, errors: dict[str, float]) -> str:
+    """The estimator the config names, or with `auto` the one with the smallest leave-one-line-out error (`none`
+    when nothing could be checked or on ties)."""
+    if setting != "auto":
+        return setting
+    checked = {name: e for name, e in errors.items() if np.isfinite(e)}
+    if "none" not in checked:
+        return "none"
+    return min(checked, key=lambda name: (checked[name], name != "none"))
 
 
-def _fit_isotonic(scores: np.ndarray, y: np.ndarray) -> dict:
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y)
-    return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
-
-
-def _fit_beta(scores: np.ndarray, y: np.ndarray) -> dict:
-    """Beta calibration; a negative a or b would make the map non-monotonic, so that feature is
-    dropped and the fit redone (Kull et al. 2017, section 3.3)."""
-    features = _beta_features(scores)
-    coef, intercept = _logistic_fit(features, y)
-    if np.any(coef < 0):
-        keep = int(np.argmax(coef))
-        sub_coef, intercept = _logistic_fit(features[:, [keep]], y)
-        coef = np.zeros(2)
-        coef[keep] = max(sub_coef[0], 0.0)
-    return {"a": float(coef[0]), "b": float(coef[1]), "c": intercept}
-
-
-_FITTERS = {
-    "none": lambda scores, y: {},
-    "temperature": _fit_temperature,
-    "platt": _fit_platt,
-    "isotonic": _fit_isotonic,
-    "beta": _fit_beta,
-}
-
-
-def fit_calibrator(method: str, scores, y) -> Calibrator:
-    """Fit a calibrator of ``method`` (one of METHODS) on scores in [0, 1] and 0/1 labels."""
-    if method not in _FITTERS:
-        raise InputError(f"calibration method {method!r} (expected one of {', '.join(METHODS)})")
-    y_arr, s = metrics.check_labels_scores(y, scores)
-    if method != "none" and y_arr.min() == y_arr.max():
-        raise InputError(f"calibration method {method!r}: labels have one class (expected both 0 and 1)")
-    params = _FITTERS[method](s, y_arr)
-    log.info(
-        "fitted %s calibrator on %d rows (%d positive): %s",
-        method,
-        s.size,
-        y_arr.sum(),
-        {k: v for k, v in params.items() if not isinstance(v, list)},
+def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg: dict) -> tuple[pd.DataFrame, dict]:
+    """Calibrated `prob` and the threshold for one fold's rows (split train/val/test); returns rows and notes."""
+    val = fold[fold.split == "val"]
+    assert_calibration_rows(val, heldout, test_chroms)
+    method, val_losses, fits = select_method(val, list(cfg["methods"]), heldout, test_chroms)
+    cal = fit_on_validation(val, method, heldout, test_chroms)
+    out = fold.copy()
+    out["prob_calibrated"] = cal.transform(out.score.to_numpy())
+    out["prob"] = out.prob_calibrated
+    val_y = val.label.to_numpy()
+    val_probs = cal.transform(val.score.to_numpy())
+    val_prior = float(val_y.mean())
+    is_test = (out.split == "test").to_numpy()
+    errors = prior_errors(val, method, heldout, test_chroms, fits)
+    estimator = choose_estimator(cfg["label_shift"], errors)
+    estimates = {name: float("nan") for name in ESTIMATORS}
+    test_prior = val_prior
+    if is_test.any():
+        test_probs = out.loc[is_test, "prob_calibrated"].to_numpy()
+        estimates = {name: estimate_prior(name, val_y, val_probs, test_probs) for name in ESTIMATORS}
+        if np.isfinite(estimates[estimator]):
+            test_prior = estimates[estimator]
+        if REWEIGHTS[estimator]:
+            out.loc[is_test, "prob"] = adjust_to_prior(test_probs, val_prior, test_prior)
+    # choose the threshold on validation rows re-weighted to the held-out line's estimated positive rate
+    rule = cfg["threshold"]
+    threshold = choose_threshold(
+        val_y,
+        adjust_to_prior(val_probs, val_prior, test_prior),
+        rule["rule"],
+        rule.get("target"),
+        sample_weight=shift_weights(val_y, val_prior, test_prior),
     )
-    return Calibrator(method, params)
-
-
-def assert_calibration_rows(frame: pd.DataFrame, heldout: str, test_chroms) -> None:
-    """Raise LeakageError when a row comes from the held-out cell line or a test-fold chromosome.
-
-    ``frame`` needs columns pair_id, cell_line, chrom; the message gives the count and an example.
-    """
-    missing = [c for c in ("pair_id", "cell_line", "chrom") if c not in frame.columns]
-    if missing:
-        raise InputError(f"calibration rows: missing columns {missing} (expected pair_id, cell_line, chrom)")
-    test_chroms = sorted(set(test_chroms))
-    leaked = (frame["cell_line"] == heldout) | frame["chrom"].isin(test_chroms)
-    if leaked.any():
-        example = frame.loc[leaked].iloc[0]
-        raise LeakageError(
-            f"{int(leaked.sum())} of {len(frame)} calibration rows come from held-out cell line "
-            f"{heldout!r} or test-fold chromosomes {test_chroms}, e.g. pair_id {example['pair_id']!r} "
-            f"({example['cell_line']}, {example['chrom']})"
-        )
-
-
-def fit_on_validation(frame: pd.DataFrame, method: str, heldout: str, test_chroms) -> Calibrator:
-    """Fit a calibrator on validation rows (columns pair_id, cell_line, chrom, label, score).
-
-    Raises LeakageError if any row belongs to ``heldout`` or to ``test_chroms``.
-    """
-    missing = [c for c in CALIBRATION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise InputError(f"calibration rows: missing columns {missing} (expected {', '.join(CALIBRATION_COLUMNS)})")
-    assert_calibration_rows(frame, heldout, test_chroms)
-    return fit_calibrator(method, frame["score"].to_numpy(), frame["label"].to_numpy())
-
-
-def _check_prior(name: str, prior: float) -> float:
-    if not 0.0 < prior < 1.0:
-        raise InputError(f"{name} {prior!r} (expected a number strictly between 0 and 1)")
-    return float(prior)
-
-
-def adjust_to_prior(probs, train_prior: float, new_prior: float) -> np.ndarray:
-    """Re-weight posteriors calibrated under ``train_prior`` to a population with ``new_prior``.
-
-    Bayes' rule on the odds: odds_new = odds * [new/(1-new)] / [train/(1-train)]. Identity when the
-    priors are equal; probabilities of exactly 0 or 1 stay there.
-    """
-    p = np.asarray(probs, dtype=np.float64)
-    train_prior = _check_prior("train_prior", train_prior)
-    new_prior = _check_prior("new_prior", new_prior)
-    pos = p * (new_prior / train_prior)
-    neg = (1.0 - p) * ((1.0 - new_prior) / (1.0 - train_prior))
-    return pos / (pos + neg)
-
-
-def em_prior_shift(probs, train_prior: float, max_iter: int = 100, tol: float = 1e-6) -> tuple[float, np.ndarray]:
-    """Estimate a new population's positive rate from its unlabeled calibrated posteriors.
-
-    EM of Saerens, Latinne & Decaestecker (2002): alternate re-weighting the posteriors to the
-    current prior and setting the prior to their mean. ``probs`` must be calibrated for
-    ``train_prior``. Returns (estimated prior, posteriors adjusted to it).
-    """
-    p = np.asarray(probs, dtype=np.float64)
-    _check_prior("train_prior", train_prior)
-    prior = float(train_prior)
-    adjusted = p
-    for iteration in range(1, max_iter + 1):  # noqa: B007 - reported after the loop
-        adjusted = adjust_to_prior(p, train_prior, prior)
-        # Keep the prior inside (0, 1) so the odds correction stays defined.
-        new_prior = float(np.clip(adjusted.mean(), 1e-6, 1.0 - 1e-6))
-        if abs(new_prior - prior) < tol:
-            prior = new_prior
-            break
-        prior = new_prior
-    else:
-        log.warning(
-            "EM prior shift did not converge in %d iterations (prior %.4f)",
-            max_iter,
-            prior,
-        )
-    log.info(
-        "EM prior shift: train prior %.4f -> %.4f after %d iterations",
-        train_prior,
-        prior,
-        iteration,
-    )
-    return prior, adjust_to_prior(p, train_prior, prior)
-
-
-def bbse_prior(val_y, val_pred, test_pred) -> float:
-    """Black-box shift estimate (Lipton et al. 2018) of the test positive rate.
-
-    ``val_y`` are validation labels, ``val_pred`` and ``test_pred`` hard 0/1 predictions of one fixed
-    classifier (e.g. prob >= threshold). Solves C w = q, with C[i, j] = P(pred=i, y=j) on validation
-    and q[i] = P(pred=i) on test, for the class weights w; returns w[1] * P(y=1), clipped to [0, 1].
-    """
-    y, _ = metrics.check_labels_scores(val_y, np.zeros(len(val_y)))
-    pred = np.asarray(val_pred).astype(np.int64).ravel()
-    test = np.asarray(test_pred).astype(np.int64).ravel()
-    if pred.shape != y.shape:
-        raise InputError(f"val_pred has {pred.size} rows, val_y {y.size} (expected equal length)")
-    joint = np.array([[np.mean((pred == i) & (y == j)) for j in (0, 1)] for i in (0, 1)])
-    q = np.array([np.mean(test == 0), np.mean(test == 1)])
-    if abs(np.linalg.det(joint)) < 1e-12:
-        raise InputError("bbse_prior: validation confusion matrix is singular (expected an informative classifier)")
-    weights = np.linalg.solve(joint, q)
-    return float(np.clip(weights[1] * y.mean(), 0.0, 1.0))
-
-
-def calibration_table(y, raw, calibrated_by_method: dict, n_bins: int = 15, threshold: float = 0.5) -> pd.DataFrame:
-    """Metrics of the raw scores and of each calibrated version, one row per method.
-
-    ``raw`` and each value of ``calibrated_by_method`` are probability vectors aligned with ``y``.
-    Returns a DataFrame with column ``method`` ("raw" first) plus metrics.METRIC_KEYS, computed by
-    metrics.binary_metrics at ``threshold``.
-    """
-    by_method = {
-        "raw": raw,
-        **{k: v for k, v in calibrated_by_method.items() if k != "raw"},
+    out["threshold"] = threshold
+    out["prior_estimate"] = np.where(is_test, test_prior, np.nan)  # the held-out rows' estimated positive rate
+    notes = {
+        "method": method,
+        "params": cal.params,
+        "val_prior": val_prior,
+        "test_prior_estimate": float(test_prior),
+        "threshold": float(threshold),
+        "val_logloss": val_losses,
+        "label_shift_estimator": estimator,
+        "label_shift_applied": bool(REWEIGHTS[estimator] and is_test.any()),
     }
-    rows = [
-        {"method": name, **metrics.binary_metrics(y, probs, threshold, n_bins)} for name, probs in by_method.items()
-    ]
-    return pd.DataFrame(rows, columns=["method", *metrics.METRIC_KEYS])
+    notes |= {f"test_prior_{name}": estimates[name] for name in ESTIMATORS if name != "none"}
+    notes |= {f"label_shift_val_{name}_error": errors[name] for name in ESTIMATORS}
+    return out, notes
+
+
+def compare_methods(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg: dict, n_bins: int) -> pd.DataFrame:
+    """Test metrics of every calibration method, as calibrated and re-weighted by each re-weighting estimator
+    (reported only: the method and estimator used are chosen on validation data)."""
+    val, test = fold[fold.split == "val"], fold[fold.split == "test"]
+    if test.empty or test.label.nunique() < 2:
+        return pd.DataFrame()
+    y, rows = test.label.to_numpy(), []
+    val_y = val.label.to_numpy()
+    val_prior = float(val_y.mean())
+    for method in ["none", *[m for m in cfg["methods"] if m != "none"]]:
+        cal = fit_on_validation(val, method, heldout, test_chroms)
+        probs, val_probs = cal.transform(test.score.to_numpy()), cal.transform(val.score.to_numpy())
+        variants = {"calibrated": probs}  # = the pcc variant: its probabilities are not re-weighted
+        for name in [e for e in ESTIMATORS if REWEIGHTS[e]] if cfg["label_shift"] != "none" else []:
+            estimate = estimate_prior(name, val_y, val_probs, probs)
+            if np.isfinite(estimate):
+                variants[f"calibrated+{name}"] = adjust_to_prior(probs, val_prior, estimate)
+        for variant, p in variants.items():
+            m = binary_metrics(y, p, 0.5, n_bins)
+            rows.append({"method": method, "variant": variant} | {k: m[k] for k in ("ece", "brier", "logloss", "aupr")})
+    return pd.DataFrame(rows)
+
+
+def reliability_table(pred: pd.DataFrame, n_bins: int) -> pd.DataFrame:
+    """Reliability curve data of the test rows: raw score, calibrated, calibrated + label shift."""
+    test = pred[pred.split == "test"]
+    parts = []
+    for name, column in (("raw", "score"), ("calibrated", "prob_calibrated"), ("final", "prob")):
+        parts.append(reliability_curve(test.label.to_numpy(), test[column].to_numpy(), n_bins).assign(curve=name))
+    return pd.concat(parts, ignore_index=True)
+
+
+def calibrate_scores(
+    scores: pd.DataFrame, heldout: str, chrom_folds: list | None, cfg: dict, compare: bool = False
+) -> tuple[pd.DataFrame, list, pd.DataFrame | None]:
+    """Calibrate every fold of a score table; returns predictions, per-fold notes and (with compare) the test
+    metrics of every calibration method per fold (reported only, never used for a choice)."""
+    parts, notes, comparisons = [], [], []
+    for f, fold in scores.groupby("fold", sort=True):
+        test_chroms = list(chrom_folds[f]) if chrom_folds else []
+        rows, note = calibrate_fold(fold, heldout, test_chroms, cfg)
+        if compare:
+            comparisons.append(compare_methods(fold, heldout, test_chroms, cfg, int(cfg["ece_bins"])).assign(fold=f))
+        test = rows[rows.split == "test"]
+        note.update(fold=int(f), test_prior_true=float(test.label.mean()) if len(test) else float("nan"))
+        parts.append(rows)
+        notes.append(note)
+    return pd.concat(parts, ignore_index=True), notes, pd.concat(comparisons, ignore_index=True) if compare else None
+
+
+def split_metrics(pred: pd.DataFrame, n_bins: int) -> pd.DataFrame:
+    """Metrics per split at each row's own fold threshold; threshold column = mean of the fold thresholds.
+
+    aupr/auroc rank the raw scores; brier, ece, logloss, precision, recall and f1 use the calibrated `prob`.
+    """
+    rows = []
+    for split in ("train", "val", "test"):
+        part = pred[pred.split == split]
+        if part.empty:
+            continue
+        y, p, t = part.label.to_numpy(), part.prob.to_numpy(), part.threshold.to_numpy()
+        m = binary_metrics(y, p, float(np.mean(t)), n_bins)
+        # ranking metrics from the raw score: per-fold calibration and label-shift factors differ, so pooling
+        # calibrated probabilities across folds would reorder pairs that no model ordered that way
+        raw = binary_metrics(y, part.score.to_numpy(), 0.5, n_bins)
+        m["aupr"], m["auroc"] = raw["aupr"], raw["auroc"]
+        # per-fold thresholds: precision/recall/F1 from each row's own threshold
+        hit = p >= t
+        tp = float(np.sum(hit & (y == 1)))
+        m["precision"] = tp / max(hit.sum(), 1)
+        m["recall"] = tp / max((y == 1).sum(), 1)
+        m["f1"] = 2 * m["precision"] * m["recall"] / max(m["precision"] + m["recall"], 1e-12)
+        m["ece_raw"] = raw["ece"]
+        m["pos_rate"] = float(np.mean(y))
+        # label-free estimate of pos_rate (test rows: each fold's estimate, weighted by its rows)
+        m["pos_rate_estimate"] = float(np.mean(part.prior_estimate)) if "prior_estimate" in part else float("nan")
+        oracle = choose_threshold(y, p) if y.sum() else float("nan")
+        m["oracle_threshold"] = oracle
+        m["oracle_f1"] = binary_metrics(y, p, oracle, n_bins)["f1"] if y.sum() else float("nan")
+        rows.append({"split": split, **m})
+    return pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""Tests of epiflow.calibrate: recovery of planted miscalibration and prior shift, leakage guard."""
+"""Tests of epiflow.calibrators: recovery of planted miscalibration and prior shift, leakage guard."""
 
 import json
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from epiflow import calibrate, metrics
+from epiflow import calibrators, metrics
 from epiflow.errors import InputError, LeakageError
 
 
@@ -27,7 +27,7 @@ def test_method_recovers_planted_miscalibration(method, shift):
     # temperature has no offset term, so it gets a pure over-confidence miscalibration
     fit_scores, fit_y = miscalibrated_sample(1, 20000, shift=shift)
     test_scores, test_y = miscalibrated_sample(2, 50000, shift=shift)
-    calibrator = calibrate.fit_calibrator(method, fit_scores, fit_y)
+    calibrator = calibrators.fit_calibrator(method, fit_scores, fit_y)
     probs = calibrator.transform(test_scores)
     raw_ece = metrics.ece(test_y, test_scores)
     calibrated_ece = metrics.ece(test_y, probs)
@@ -39,48 +39,48 @@ def test_method_recovers_planted_miscalibration(method, shift):
 
 def test_parametric_methods_find_the_planted_parameters():
     scores, y = miscalibrated_sample(3, 40000, scale=3.0, shift=1.0)
-    platt = calibrate.fit_calibrator("platt", scores, y).params
+    platt = calibrators.fit_calibrator("platt", scores, y).params
     # logit(score) = 3z + 1, so the true map is a = 1/3, b = -1/3
     assert platt["a"] == pytest.approx(1 / 3, abs=0.03)
     assert platt["b"] == pytest.approx(-1 / 3, abs=0.05)
     pure, y_pure = miscalibrated_sample(4, 40000, scale=3.0, shift=0.0)
-    temperature = calibrate.fit_calibrator("temperature", pure, y_pure).params["temperature"]
+    temperature = calibrators.fit_calibrator("temperature", pure, y_pure).params["temperature"]
     assert temperature == pytest.approx(3.0, rel=0.1)
-    beta = calibrate.fit_calibrator("beta", scores, y).params
+    beta = calibrators.fit_calibrator("beta", scores, y).params
     # a logistic map is the beta map with a = b
     assert beta["a"] == pytest.approx(beta["b"], abs=0.05)
 
 
-@pytest.mark.parametrize("method", calibrate.METHODS)
+@pytest.mark.parametrize("method", calibrators.METHODS)
 def test_params_are_json_and_rebuild_the_same_map(method):
     scores, y = miscalibrated_sample(5, 3000)
-    calibrator = calibrate.fit_calibrator(method, scores, y)
+    calibrator = calibrators.fit_calibrator(method, scores, y)
     params = json.loads(json.dumps(calibrator.params))
-    rebuilt = calibrate.Calibrator(method, params)
+    rebuilt = calibrators.Calibrator(method, params)
     grid = np.linspace(0, 1, 101)
     np.testing.assert_allclose(rebuilt.transform(grid), calibrator.transform(grid))
     # fitting twice gives the same map
-    again = calibrate.fit_calibrator(method, scores, y)
+    again = calibrators.fit_calibrator(method, scores, y)
     np.testing.assert_allclose(again.transform(grid), calibrator.transform(grid))
 
 
 def test_calibrated_maps_are_monotonic_and_handle_hard_scores():
     scores, y = miscalibrated_sample(6, 5000)
     grid = np.linspace(0, 1, 201)
-    for method in calibrate.METHODS:
-        out = calibrate.fit_calibrator(method, scores, y).transform(grid)
+    for method in calibrators.METHODS:
+        out = calibrators.fit_calibrator(method, scores, y).transform(grid)
         assert np.all(np.isfinite(out)), method
         assert np.all(np.diff(out) >= -1e-12), method
 
 
 def test_none_is_identity_and_bad_method_or_one_class_raise():
     scores = np.array([0.0, 0.3, 1.0])
-    identity = calibrate.fit_calibrator("none", scores, [0, 1, 1])
+    identity = calibrators.fit_calibrator("none", scores, [0, 1, 1])
     np.testing.assert_array_equal(identity.transform(scores), scores)
     with pytest.raises(InputError, match="expected one of"):
-        calibrate.fit_calibrator("histogram", scores, [0, 1, 1])
+        calibrators.fit_calibrator("histogram", scores, [0, 1, 1])
     with pytest.raises(InputError, match="one class"):
-        calibrate.fit_calibrator("platt", scores, [1, 1, 1])
+        calibrators.fit_calibrator("platt", scores, [1, 1, 1])
 
 
 def prior_shift_sample(seed, n, prior, train_prior=0.05, separation=2.0):
@@ -94,7 +94,7 @@ def prior_shift_sample(seed, n, prior, train_prior=0.05, separation=2.0):
 
 def test_em_recovers_planted_prior_shift():
     probs, y = prior_shift_sample(7, 20000, prior=0.15)
-    prior, adjusted = calibrate.em_prior_shift(probs, train_prior=0.05)
+    prior, adjusted = calibrators.em_prior_shift(probs, train_prior=0.05)
     assert prior == pytest.approx(0.15, abs=0.02)
     assert abs(probs.mean() - y.mean()) > 0.03  # the unadjusted posteriors were biased
     assert adjusted.mean() == pytest.approx(prior, abs=1e-4)
@@ -103,30 +103,30 @@ def test_em_recovers_planted_prior_shift():
 
 def test_em_keeps_the_prior_when_there_is_no_shift():
     probs, _ = prior_shift_sample(8, 20000, prior=0.05)
-    prior, _ = calibrate.em_prior_shift(probs, train_prior=0.05)
+    prior, _ = calibrators.em_prior_shift(probs, train_prior=0.05)
     assert prior == pytest.approx(0.05, abs=0.01)
 
 
 def test_adjust_to_prior_identity_and_direction():
     probs = np.array([0.0, 0.01, 0.2, 0.5, 0.9, 1.0])
-    np.testing.assert_allclose(calibrate.adjust_to_prior(probs, 0.1, 0.1), probs)
-    raised = calibrate.adjust_to_prior(probs, 0.05, 0.15)
+    np.testing.assert_allclose(calibrators.adjust_to_prior(probs, 0.1, 0.1), probs)
+    raised = calibrators.adjust_to_prior(probs, 0.05, 0.15)
     assert np.all(raised[1:-1] > probs[1:-1])
     assert raised[0] == 0.0 and raised[-1] == 1.0
     # odds of 0.5 become new_odds / train_odds = (0.15/0.85) / (0.05/0.95)
     odds = raised[3] / (1 - raised[3])
     assert odds == pytest.approx((0.15 / 0.85) / (0.05 / 0.95))
     # the correction inverts itself
-    np.testing.assert_allclose(calibrate.adjust_to_prior(raised, 0.15, 0.05), probs, atol=1e-12)
+    np.testing.assert_allclose(calibrators.adjust_to_prior(raised, 0.15, 0.05), probs, atol=1e-12)
     with pytest.raises(InputError, match="new_prior"):
-        calibrate.adjust_to_prior(probs, 0.1, 1.0)
+        calibrators.adjust_to_prior(probs, 0.1, 1.0)
 
 
 def test_bbse_recovers_planted_prior_shift():
     val_probs, val_y = prior_shift_sample(9, 20000, prior=0.05)
     test_probs, _ = prior_shift_sample(10, 20000, prior=0.15)
     threshold = 0.2
-    estimate = calibrate.bbse_prior(val_y, val_probs >= threshold, test_probs >= threshold)
+    estimate = calibrators.bbse_prior(val_y, val_probs >= threshold, test_probs >= threshold)
     assert estimate == pytest.approx(0.15, abs=0.02)
 
 
@@ -144,8 +144,8 @@ def calibration_frame():
 
 def test_guard_passes_on_clean_rows_and_fits():
     frame = calibration_frame()
-    calibrate.assert_calibration_rows(frame, heldout="K562", test_chroms=["chr5", "chr6"])
-    calibrator = calibrate.fit_on_validation(frame, "isotonic", "K562", ["chr5"])
+    calibrators.assert_calibration_rows(frame, heldout="K562", test_chroms=["chr5", "chr6"])
+    calibrator = calibrators.fit_on_validation(frame, "isotonic", "K562", ["chr5"])
     assert calibrator.method == "isotonic"
 
 
@@ -153,28 +153,28 @@ def test_guard_raises_on_heldout_row():
     frame = calibration_frame()
     frame.loc[2, "cell_line"] = "K562"
     with pytest.raises(LeakageError, match=r"1 of 4 .* pair_id 'c'"):
-        calibrate.assert_calibration_rows(frame, heldout="K562", test_chroms=["chr5"])
+        calibrators.assert_calibration_rows(frame, heldout="K562", test_chroms=["chr5"])
     with pytest.raises(LeakageError):
-        calibrate.fit_on_validation(frame, "platt", "K562", ["chr5"])
+        calibrators.fit_on_validation(frame, "platt", "K562", ["chr5"])
 
 
 def test_guard_raises_on_test_fold_chromosome_row():
     frame = calibration_frame()
     with pytest.raises(LeakageError, match=r"2 of 4 .* pair_id 'b'"):
-        calibrate.assert_calibration_rows(frame, heldout="K562", test_chroms=["chr2", "chr4"])
+        calibrators.assert_calibration_rows(frame, heldout="K562", test_chroms=["chr2", "chr4"])
     with pytest.raises(LeakageError):
-        calibrate.fit_on_validation(frame, "beta", "K562", ["chr4"])
+        calibrators.fit_on_validation(frame, "beta", "K562", ["chr4"])
 
 
 def test_fit_on_validation_requires_columns():
     with pytest.raises(InputError, match="missing columns"):
-        calibrate.fit_on_validation(calibration_frame().drop(columns="score"), "platt", "K562", [])
+        calibrators.fit_on_validation(calibration_frame().drop(columns="score"), "platt", "K562", [])
 
 
 def test_calibration_table_has_raw_first_and_metrics_per_method():
     scores, y = miscalibrated_sample(11, 5000)
-    calibrated = {m: calibrate.fit_calibrator(m, scores, y).transform(scores) for m in ("platt", "isotonic")}
-    table = calibrate.calibration_table(y, scores, calibrated, n_bins=10)
+    calibrated = {m: calibrators.fit_calibrator(m, scores, y).transform(scores) for m in ("platt", "isotonic")}
+    table = calibrators.calibration_table(y, scores, calibrated, n_bins=10)
     assert table["method"].tolist() == ["raw", "platt", "isotonic"]
     assert list(table.columns) == ["method", *metrics.METRIC_KEYS]
     raw = table.set_index("method").loc["raw"]
