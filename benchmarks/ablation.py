@@ -9,7 +9,7 @@ TAD lists under ``resources/cache``):
 
 For each normalization the feature engine (epiflow.features.compute_features, the config's resolution and profile
 bins) recomputes every cell line's features from the run's bigWig tracks; the conserved-TAD prior is added from the
-training lines' TAD lists (leave-self-out, as in rule train_model). For each feature-group set the model is trained
+training lines' TAD lists (leave-self-out, as in rule train_heldout). For each feature-group set the model is trained
 with the workflow's own protocol (epiflow.train.run_heldout: every chromosome fold, every training line validated on
 in turn, test = the held-out line on its fold's chromosomes). Printed per row: test AUPR/AUROC (all folds pooled, as
 in summary.tsv), train AUPR and the train - test gap, and the mean per-line validation AUPR — the only column a

@@ -154,16 +154,18 @@ def summary_table(summary: pd.DataFrame, by_line: dict | None = None) -> pd.Data
 
 
 def rule_resources(workdir: Path) -> pd.DataFrame:
-    """Per rule: jobs, summed and largest run time (s) and largest max_rss (MiB) from Snakemake benchmark files."""
+    """Per stage: jobs, summed and largest run time (s) and largest max_rss (MiB) from the rules' benchmark files
+    (logs/benchmarks/<stage>/...)."""
     rows = []
-    for path in sorted((workdir / "benchmarks").glob("**/*.tsv")):
+    benchmarks = workdir / "logs" / "benchmarks"
+    for path in sorted(benchmarks.glob("**/*.tsv")):
         bench = pd.read_csv(path, sep="\t")
-        rows.append({"rule": path.relative_to(workdir / "benchmarks").parts[0], "s": bench.s.iloc[0]})
+        rows.append({"stage": path.relative_to(benchmarks).parts[0], "s": bench.s.iloc[0]})
         rows[-1]["max_rss"] = pd.to_numeric(bench.max_rss, errors="coerce").iloc[0]
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
-    return frame.groupby("rule").agg(
+    return frame.groupby("stage").agg(
         jobs=("s", "size"), total_s=("s", "sum"), max_s=("s", "max"), max_rss_mib=("max_rss", "max")
     )
 

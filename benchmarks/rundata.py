@@ -55,7 +55,7 @@ def tad_paths(workdir: Path, config: dict) -> dict[str, Path]:
 
 
 def heldout_data(workdir: Path, config: dict, heldout: str, features_dir: Path | None = None):
-    """(training lines, {line: PairData}) for one held-out line, with the topology prior of rule train_model."""
+    """(training lines, {line: PairData}) for one held-out line, with the topology prior of rule train_heldout."""
     protocol = config["protocol"]
     all_lines = sorted(pd.read_csv(workdir / config["pairs"], sep="\t", comment="#", dtype=str).cell_line.unique())
     train_lines = training_lines(all_lines, heldout, protocol.get("train"))

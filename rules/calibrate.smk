@@ -1,4 +1,4 @@
-rule calibrate_model:
+rule calibrate_heldout:
     input:
         scores="results/scores/{heldout}/{model}.tsv.gz",
     output:
@@ -10,7 +10,7 @@ rule calibrate_model:
     log:
         "logs/calibrate/{heldout}/{model}.log",
     benchmark:
-        "benchmarks/calibrate/{heldout}/{model}.tsv"
+        "logs/benchmarks/calibrate/{heldout}/{model}.tsv"
     conda:
         "../envs/calibrate.yaml"
     params:
@@ -18,17 +18,19 @@ rule calibrate_model:
         heldout=lambda wc: wc.heldout,
         chrom_folds=PROTOCOL["chrom_folds"],
     script:
-        "../scripts/calibrate_model.py"
+        "../scripts/calibrate_heldout.py"
 
 
-rule metrics_summary:
+rule calibrate_summary:
     input:
         expand("results/metrics/{heldout}/{model}.tsv", heldout=HELDOUT, model=MODELS),
     output:
         "results/metrics/summary.tsv",
     log:
-        "logs/metrics/summary.log",
+        "logs/calibrate/summary.log",
+    benchmark:
+        "logs/benchmarks/calibrate/summary.tsv"
     conda:
         "../envs/calibrate.yaml"
     script:
-        "../scripts/metrics_summary.py"
+        "../scripts/calibrate_summary.py"

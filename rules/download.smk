@@ -7,6 +7,8 @@ rule download_source:
         "resources/cache/{key}/{name}",
     log:
         "logs/download/{key}/{name}.log",
+    benchmark:
+        "logs/benchmarks/download/{key}/{name}.tsv"
     retries: 2
     conda:
         "../envs/reference.yaml"

@@ -9,7 +9,7 @@ rule features_compute:
     log:
         "logs/features/{cell_line}.log",
     benchmark:
-        "benchmarks/features/{cell_line}.tsv"
+        "logs/benchmarks/features/{cell_line}.tsv"
     conda:
         "../envs/features.yaml"
     resources:

@@ -6,7 +6,7 @@ rule pairs_extract:
     log:
         "logs/pairs/{cell_line}.log",
     benchmark:
-        "benchmarks/pairs/{cell_line}.tsv"
+        "logs/benchmarks/pairs/{cell_line}.tsv"
     conda:
         "../envs/pairs.yaml"
     params:

@@ -10,7 +10,7 @@ if FASTA_SOURCE:
         log:
             "logs/reference/fasta.log",
         benchmark:
-            "benchmarks/reference/fasta.tsv"
+            "logs/benchmarks/reference/fasta.tsv"
         conda:
             "../envs/reference.yaml"
         script:
@@ -24,6 +24,8 @@ rule reference_chrom_sizes:
         "results/reference/chrom_sizes.tsv",
     log:
         "logs/reference/chrom_sizes.log",
+    benchmark:
+        "logs/benchmarks/reference/chrom_sizes.tsv"
     conda:
         "../envs/reference.yaml"
     params:
@@ -41,7 +43,7 @@ rule reference_tss:
     log:
         "logs/reference/tss.log",
     benchmark:
-        "benchmarks/reference/tss.tsv"
+        "logs/benchmarks/reference/tss.tsv"
     conda:
         "../envs/reference.yaml"
     params:

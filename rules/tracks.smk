@@ -1,4 +1,4 @@
-rule tracks_to_bigwig:
+rule tracks_bigwig:
     input:
         source=lambda wc: TRACK_SOURCES[(wc.cell_line, wc.mark)],
         chrom_sizes="results/reference/chrom_sizes.tsv",
@@ -7,11 +7,13 @@ rule tracks_to_bigwig:
     log:
         "logs/tracks/{cell_line}/{mark}.log",
     benchmark:
-        "benchmarks/tracks/{cell_line}/{mark}.tsv"
+        "logs/benchmarks/tracks/{cell_line}/{mark}.tsv"
+    wildcard_constraints:
+        cell_line="|".join(TRACK_LINES),
     conda:
         "../envs/tracks.yaml"
     params:
         format=lambda wc: track_format(wc.cell_line, wc.mark),
         chrom_map=config["reference"]["chrom_map"],
     script:
-        "../scripts/tracks_to_bigwig.py"
+        "../scripts/tracks_bigwig.py"

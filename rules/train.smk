@@ -1,4 +1,4 @@
-rule train_model:
+rule train_heldout:
     input:
         unpack(train_inputs),
     output:
@@ -8,7 +8,7 @@ rule train_model:
     log:
         "logs/train/{heldout}/{model}.log",
     benchmark:
-        "benchmarks/train/{heldout}/{model}.tsv"
+        "logs/benchmarks/train/{heldout}/{model}.tsv"
     conda:
         "../envs/train-cuda.yaml" if config["train"]["cuda_env"] else "../envs/train.yaml"
     threads: 1
@@ -30,4 +30,4 @@ rule train_model:
         spurious_marks=config["report"]["spurious_marks"],
         checkpoints=lambda wc: f"results/checkpoints/{wc.heldout}/{wc.model}",
     script:
-        "../scripts/train_model.py"
+        "../scripts/train_heldout.py"

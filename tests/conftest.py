@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,22 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def rule_directives(rule_file: Path) -> list[tuple[str, dict[str, str | None]]]:
+    """(rule name, {directive: its first string literal or None}) for each rule of a .smk file, for the directives
+    conda, script, log and benchmark."""
+    text = rule_file.read_text()
+    starts = list(re.finditer(r"^\s*rule\s+(\w+)\s*:", text, flags=re.MULTILINE))
+    rules = []
+    for start, end in zip(starts, starts[1:] + [None], strict=False):
+        body = text[start.end() : end.start() if end else len(text)]
+        found = {}
+        for directive in ("conda", "script", "log", "benchmark"):
+            match = re.search(rf"^\s*{directive}:\s*\n?\s*[\"']([^\"']+)[\"']", body, flags=re.MULTILINE)
+            found[directive] = match.group(1) if match else None
+        rules.append((start.group(1), found))
+    return rules
 
 
 @pytest.fixture(scope="session")

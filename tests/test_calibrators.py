@@ -9,6 +9,7 @@ from scipy.special import expit
 
 from epiflow import calibrators, metrics
 from epiflow.errors import InputError, LeakageError
+from epiflow.leakage import assert_no_leakage
 
 
 def miscalibrated_sample(seed, n, scale=3.0, shift=1.0):
@@ -107,6 +108,19 @@ def test_em_keeps_the_prior_when_there_is_no_shift():
     assert prior == pytest.approx(0.05, abs=0.01)
 
 
+def test_boundary_check_matches_where_em_goes():
+    shifted, _ = prior_shift_sample(9, 20000, prior=0.15)
+    assert not calibrators.prior_mle_on_boundary(shifted, train_prior=0.05)
+    # under-confident rows, every posterior below the training rate (each row looks more negative than positive): the
+    # label-shift likelihood is largest at a rate of 0, and EM drifts there; all far above it: largest at 1
+    flat = np.random.default_rng(10).uniform(0.01, 0.045, 20000)
+    assert calibrators.prior_mle_on_boundary(flat, train_prior=0.05)
+    assert calibrators.em_prior_shift(flat, train_prior=0.05, max_iter=500)[0] < 1e-3
+    assert calibrators.prior_mle_on_boundary(np.full(100, 0.99), train_prior=0.05)
+    with pytest.raises(InputError, match="train_prior"):
+        calibrators.prior_mle_on_boundary(flat, train_prior=0.0)
+
+
 def test_adjust_to_prior_identity_and_direction():
     probs = np.array([0.0, 0.01, 0.2, 0.5, 0.9, 1.0])
     np.testing.assert_allclose(calibrators.adjust_to_prior(probs, 0.1, 0.1), probs)
@@ -144,7 +158,7 @@ def calibration_frame():
 
 def test_guard_passes_on_clean_rows_and_fits():
     frame = calibration_frame()
-    calibrators.assert_calibration_rows(frame, heldout="K562", test_chroms=["chr5", "chr6"])
+    assert_no_leakage(frame, "K562", ["chr5", "chr6"], "calibration rows")
     calibrator = calibrators.fit_on_validation(frame, "isotonic", "K562", ["chr5"])
     assert calibrator.method == "isotonic"
 
@@ -152,8 +166,8 @@ def test_guard_passes_on_clean_rows_and_fits():
 def test_guard_raises_on_heldout_row():
     frame = calibration_frame()
     frame.loc[2, "cell_line"] = "K562"
-    with pytest.raises(LeakageError, match=r"1 of 4 .* pair_id 'c'"):
-        calibrators.assert_calibration_rows(frame, heldout="K562", test_chroms=["chr5"])
+    with pytest.raises(LeakageError, match=r"calibration rows: 1 of 4 .* pair_id 'c'"):
+        assert_no_leakage(frame, "K562", ["chr5"], "calibration rows")
     with pytest.raises(LeakageError):
         calibrators.fit_on_validation(frame, "platt", "K562", ["chr5"])
 
@@ -161,7 +175,7 @@ def test_guard_raises_on_heldout_row():
 def test_guard_raises_on_test_fold_chromosome_row():
     frame = calibration_frame()
     with pytest.raises(LeakageError, match=r"2 of 4 .* pair_id 'b'"):
-        calibrators.assert_calibration_rows(frame, heldout="K562", test_chroms=["chr2", "chr4"])
+        assert_no_leakage(frame, "K562", ["chr2", "chr4"], "calibration rows")
     with pytest.raises(LeakageError):
         calibrators.fit_on_validation(frame, "beta", "K562", ["chr4"])
 

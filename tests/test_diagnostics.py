@@ -1,4 +1,5 @@
-"""Shift and invariance diagnostics on tiny constructed data, with a real epinet_small and non-torch models."""
+"""Shift and invariance diagnostics (epiflow.diagnostics of training, epiflow.report_diagnostics of the report) on
+tiny constructed data, with a real epinet_small and non-torch models."""
 
 from __future__ import annotations
 
@@ -13,15 +14,12 @@ from epiflow.diagnostics import (
     diagnose_model,
     domain_probe,
     feature_groups,
-    feature_shift,
-    link_heterogeneity,
-    ridge_logistic,
     separation_ratio,
     sharpness,
     spurious_share,
-    summarize_diagnostics,
 )
 from epiflow.models import PairData, make_model
+from epiflow.report_diagnostics import feature_shift, link_heterogeneity, ridge_logistic, summarize_diagnostics
 
 COLUMNS = ["H3K27ac_enhancer", "H3K27ac_promoter", "H3K27ac_window", "H2AZ_enhancer", "H2AZ_promoter", "H2AZ_window"]
 COLUMNS += ["log_distance"]

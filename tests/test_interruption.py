@@ -53,7 +53,7 @@ def test_killed_training_resumes_to_identical_scores(tmp_path):
     checkpoints = workdir / CHECKPOINTS
     shutil.rmtree(checkpoints)
     with open(tmp_path / "killed.out", "w") as out:
-        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", SCORES, "--forcerun", "train_model"]
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", SCORES, "--forcerun", "train_heldout"]
         proc = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for(lambda: len(list(checkpoints.glob("*.pt"))) >= 2, 900, "a second fit's checkpoint", proc)
@@ -71,7 +71,7 @@ def test_killed_training_resumes_to_identical_scores(tmp_path):
     assert gzip.decompress((workdir / SCORES).read_bytes()) == reference
 
     # a forced rerun finds every fit's checkpoint finished: it must reuse them all and give the same scores again
-    run_snakemake(workdir, SCORES, "--forcerun", "train_model")
+    run_snakemake(workdir, SCORES, "--forcerun", "train_heldout")
     finished_at = resumed_epochs(workdir)
     assert len(finished_at) == len(list(checkpoints.glob("*.pt"))), finished_at
     assert any(resumed_at[name] < finished_at[name] for name in kept), "no fit was resumed part-way"

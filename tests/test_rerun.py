@@ -24,14 +24,14 @@ def test_finished_run_has_nothing_to_do(demo_run):
 
 
 def test_one_heldout_line_one_model_by_target_path(demo_run):
-    jobs = planned_jobs(demo_run, "results/predictions/lineD/gbm.tsv.gz", "--forcerun", "train_model")
-    assert jobs == {"train_model": 1, "calibrate_model": 1}
+    jobs = planned_jobs(demo_run, "results/predictions/lineD/gbm.tsv.gz", "--forcerun", "train_heldout")
+    assert jobs == {"train_heldout": 1, "calibrate_heldout": 1}
 
 
 def test_forcerun_train_until_train(demo_run):
-    jobs = planned_jobs(demo_run, "--forcerun", "train_model", "--until", "train_model")
+    jobs = planned_jobs(demo_run, "--forcerun", "train_heldout", "--until", "train_heldout")
     cfg = yaml.safe_load((demo_run / "config/config.yaml").read_text())
-    assert jobs == {"train_model": len(cfg["protocol"]["test"]) * len(cfg["models"])}
+    assert jobs == {"train_heldout": len(cfg["protocol"]["test"]) * len(cfg["models"])}
 
 
 def test_changed_hyper_parameter_reruns_only_that_model(demo_run, tmp_path):
@@ -42,7 +42,7 @@ def test_changed_hyper_parameter_reruns_only_that_model(demo_run, tmp_path):
     override.write_text(yaml.safe_dump({"model_params": params}))
     jobs = planned_jobs(demo_run, "--configfile", str(demo_run / "config/config.yaml"), str(override))
     n_lines = len(cfg["protocol"]["test"])
-    assert jobs["train_model"] == n_lines and jobs["calibrate_model"] == n_lines
+    assert jobs["train_heldout"] == n_lines and jobs["calibrate_heldout"] == n_lines
     proc = run_snakemake(demo_run, "-n", "--configfile", str(demo_run / "config/config.yaml"), str(override))
     trained = set(re.findall(r"results/scores/\w+/(\w+)\.tsv\.gz", proc.stdout))
     assert trained == {"gbm"}

@@ -24,7 +24,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from epiflow import metrics
-from epiflow.errors import InputError, LeakageError
+from epiflow.errors import InputError
+from epiflow.leakage import assert_no_leakage
 
 log = logging.getLogger(__name__)
 
@@ -144,25 +145,6 @@ def fit_calibrator(method: str, scores, y) -> Calibrator:
     return Calibrator(method, params)
 
 
-def assert_calibration_rows(frame: pd.DataFrame, heldout: str, test_chroms) -> None:
-    """Raise LeakageError when a row comes from the held-out cell line or a test-fold chromosome.
-
-    ``frame`` needs columns pair_id, cell_line, chrom; the message gives the count and an example.
-    """
-    missing = [c for c in ("pair_id", "cell_line", "chrom") if c not in frame.columns]
-    if missing:
-        raise InputError(f"calibration rows: missing columns {missing} (expected pair_id, cell_line, chrom)")
-    test_chroms = sorted(set(test_chroms))
-    leaked = (frame["cell_line"] == heldout) | frame["chrom"].isin(test_chroms)
-    if leaked.any():
-        example = frame.loc[leaked].iloc[0]
-        raise LeakageError(
-            f"{int(leaked.sum())} of {len(frame)} calibration rows come from held-out cell line "
-            f"{heldout!r} or test-fold chromosomes {test_chroms}, e.g. pair_id {example['pair_id']!r} "
-            f"({example['cell_line']}, {example['chrom']})"
-        )
-
-
 def fit_on_validation(frame: pd.DataFrame, method: str, heldout: str, test_chroms) -> Calibrator:
     """Fit a calibrator on validation rows (columns pair_id, cell_line, chrom, label, score).
 
@@ -171,7 +153,7 @@ def fit_on_validation(frame: pd.DataFrame, method: str, heldout: str, test_chrom
     missing = [c for c in CALIBRATION_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(f"calibration rows: missing columns {missing} (expected {', '.join(CALIBRATION_COLUMNS)})")
-    assert_calibration_rows(frame, heldout, test_chroms)
+    assert_no_leakage(frame, heldout, test_chroms, "calibration rows")
     return fit_calibrator(method, frame["score"].to_numpy(), frame["label"].to_numpy())
 
 
@@ -227,6 +209,19 @@ def em_prior_shift(probs, train_prior: float, max_iter: int = 100, tol: float = 
         iteration,
     )
     return prior, adjust_to_prior(p, train_prior, prior)
+
+
+def prior_mle_on_boundary(probs, train_prior: float) -> bool:
+    """True when the label-shift likelihood of unlabelled rows is largest at a positive rate of 0 or 1.
+
+    ``probs`` are posteriors calibrated at ``train_prior``; r = p/(1-p) * (1-train_prior)/train_prior is each row's
+    likelihood ratio p(x|1)/p(x|0). The log likelihood sum(log(rate * r + 1 - rate)) is concave in the rate, with
+    slope sum(r - 1) at 0 and sum(1 - 1/r) at 1, so its maximum (EM's fixed point) is at 0 when mean(r) <= 1 and at
+    1 when mean(1/r) <= 1: the label-shift model then has no interior solution for these rows.
+    """
+    p = np.clip(np.asarray(probs, dtype=np.float64), SCORE_EPS, 1.0 - SCORE_EPS)
+    ratio = p / (1.0 - p) * ((1.0 - _check_prior("train_prior", train_prior)) / train_prior)
+    return bool(ratio.mean() <= 1.0 or (1.0 / ratio).mean() <= 1.0)
 
 
 def bbse_prior(val_y, val_pred, test_pred) -> float:

@@ -1,5 +1,5 @@
 """Readers for labelled enhancer-promoter pair files (BENGI, TargetFinder, epiflow's own TSV) into the standard
-pair table (see PAIR_COLUMNS)."""
+pair table (epiflow.pairs.PAIR_COLUMNS)."""
 
 import logging
 import os
@@ -19,23 +19,10 @@ from epiflow.io_text import (
     harmonize_chroms,
     read_table,
 )
+from epiflow.pairs import PAIR_COLUMNS
 
 log = logging.getLogger(__name__)
 
-PAIR_COLUMNS = [
-    "pair_id",
-    "cell_line",
-    "chrom",
-    "enhancer_start",
-    "enhancer_end",
-    "promoter_start",
-    "promoter_end",
-    "tss",
-    "gene",
-    "label",
-    "distance",
-    "fold",
-]
 PAIR_FORMATS = ("bengi", "targetfinder", "pairs")
 BENGI_COLUMNS = [
     "label",

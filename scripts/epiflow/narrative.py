@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from epiflow.diagnostics import SHARPNESS_RHO
+
 BASELINES = ("distance", "abc", "propensity")  # models that are references, not candidates
 
 
@@ -31,7 +33,7 @@ class Facts:
     aupr_unseen; shift: heldout, feature, w1_raw, w1_normalized; distance: heldout, model, bin, lift;
     calibration: heldout, model, fold, val_prior, test_prior_estimate, test_prior_true; anchors: heldout, anchor,
     scorer, n, aupr; heterogeneity: heldout, feature, lines, coefficients, se, mean, q, df, p, p_adjusted, spurious
-    (diagnostics.link_heterogeneity over the held-out line's training lines).
+    (report_diagnostics.link_heterogeneity over the held-out line's training lines).
     """
 
     summary: pd.DataFrame
@@ -230,7 +232,7 @@ def batch_shift(facts: Facts, t: float) -> list[Finding]:
 def _rho(row) -> float:
     """The relative perturbation size the sharpness was measured at (diagnostics.SHARPNESS_RHO when not recorded)."""
     rho = getattr(row, "sharpness_rho", math.nan)
-    return rho if _finite(rho) else 0.05
+    return rho if _finite(rho) else SHARPNESS_RHO
 
 
 def sharp_minimum(facts: Facts, t: float) -> list[Finding]:

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from epiflow import audit, narrative, plots
-from epiflow.diagnostics import feature_shift, link_heterogeneity, summarize_diagnostics
 from epiflow.errors import InputError
 from epiflow.io_pairs import read_pair_table
+from epiflow.report_diagnostics import feature_shift, link_heterogeneity, summarize_diagnostics
 
 log = logging.getLogger(__name__)
 

@@ -90,7 +90,7 @@ def copy_workflow(destination):
 
 def reset_outputs(workdir):
     """Remove everything a run wrote (the simulated demo inputs too), so the next run starts from scratch."""
-    for name in ["results", "logs", "benchmarks", ".snakemake", "resources/demo"]:
+    for name in ["results", "logs", ".snakemake", "resources/demo"]:
         shutil.rmtree(workdir / name, ignore_errors=True)
 
 
@@ -109,7 +109,7 @@ rule pairs_extract:
     output: "results/pairs/{cell}.txt"
     shell: "test {resources.mem_mb} -ge 4000 && cat {input} > {output}"
 
-rule train_model:
+rule train_heldout:
     input: expand("results/pairs/{cell}.txt", cell=["A", "B"])
     output: "results/model.txt"
     resources: gpu=1
@@ -166,6 +166,6 @@ def test_demo_on_slurm_matches_local_run(tmp_path):
     submitted = re.findall(
         r"submitted with SLURM jobid \d+ \(log: \S*/rule_(\w+)/", slurm_run.stdout + slurm_run.stderr
     )
-    assert {"simulate_demo", "train_model", "features_compute", "calibrate_model"} <= set(submitted), sorted(
+    assert {"simulate_demo", "train_heldout", "features_compute", "calibrate_heldout"} <= set(submitted), sorted(
         set(submitted)
     )

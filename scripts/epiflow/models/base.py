@@ -1,4 +1,5 @@
-"""The model interface: a PairData bundle in, a score in [0, 1] per pair out; the registry of model names."""
+"""The model interface: a PairData bundle in, a score in [0, 1] per pair out; the registry of model names, with
+each model's family, inputs and parameters (`describe_models`, `unknown_params`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ import pandas as pd
 REGIONS = ("enhancer", "promoter", "window")
 # Columns the topology prior (epiflow.topology, training lines' Hi-C) appends; the `topology` feature group.
 TOPOLOGY_COLUMNS = ("same_tad", "tad_boundaries_crossed", "ctcf_crossed", "promoters_in_window", "enhancers_in_window")
+# What a model may read (Model.needs), in words for config/README.md.
+NEEDS = {
+    "distance": "the pair's distance",
+    "loci": "the training pairs' loci (no features)",
+    "tracks": "E/P/W mark features from the tracks sheet",
+    "profiles": "the marks' profiles across the enhancer-promoter window (features.profile_bins)",
+    "sequence": "enhancer and promoter sequence when reference.fasta is given (features.sequence_length > 0)",
+    "tads": "the topology prior of the training lines' TADs when a tads sheet is given (exclude `topology` to drop)",
+}
 
 
 @dataclass
@@ -100,8 +110,11 @@ class Model:
     """
 
     uses_gpu = False
-
+    family = ""  # what kind of learner, in a few words (config/README.md)
+    needs: tuple[str, ...] = ()  # inputs it reads: keys of NEEDS
     defaults: dict = {}
+    # params accepted besides `defaults`, with the value used when unset (not put into `params`)
+    optional: dict = {}
 
     def __init__(self, params: dict, seed: int, checkpoint=None, device: str = "cpu"):
         self.params = self.defaults | dict(params or {})
@@ -124,8 +137,17 @@ class Model:
         return None
 
 
-# Params every model accepts that are about its inputs and the training protocol, not the learner itself.
-PROTOCOL_PARAMS = ("exclude_columns", "screen_marks", "screen_margin", "screen_with", "grid")
+# Params every model accepts that are about its inputs and the training protocol, not the learner itself, with the
+# value used when unset; `ensemble` is make_model's, the others are read by the training protocol (epiflow.train).
+PROTOCOL_DEFAULTS = {
+    "exclude_columns": [],
+    "screen_marks": False,
+    "screen_margin": 0.005,
+    "screen_with": None,
+    "grid": None,
+    "ensemble": 1,
+}
+PROTOCOL_PARAMS = ("exclude_columns", "screen_marks", "screen_margin", "screen_with", "grid")  # passed to the model
 ENSEMBLE_SEED_STEP = 10_007  # member j of an ensemble trains with seed + j * this
 
 
@@ -159,7 +181,8 @@ GBM_ROBUST = {"max_leaf_nodes": 6, "min_samples_leaf": 500, "l2_regularization":
 
 def preset(cls: type[Model], name: str, **params) -> type[Model]:
     """A subclass of `cls` registered under `name` whose defaults carry `params` (config params still win)."""
-    return type(name, (cls,), {"defaults": cls.defaults | params, "__doc__": f"{cls.__name__} with {params}"})
+    attributes = {"defaults": cls.defaults | params, "preset": params, "__doc__": f"{cls.__name__} with {params}"}
+    return type(name, (cls,), attributes)
 
 
 def available_models() -> dict[str, type[Model]]:
@@ -192,10 +215,56 @@ def make_model(name: str, params: dict, seed: int, checkpoint=None, device: str 
     if name not in models:
         raise KeyError(f"unknown model {name!r} (expected one of {', '.join(sorted(models))})")
     cls, params = models[name], dict(params or {})
-    k = (cls.defaults | params).pop("ensemble", 1)
+    k = (cls.defaults | params).pop("ensemble", PROTOCOL_DEFAULTS["ensemble"])
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"{name}: ensemble must be a whole number >= 1, got {k!r}")
     params.pop("ensemble", None)
     if k == 1:
         return cls(params, seed, checkpoint=checkpoint, device=device)
     return Ensemble(cls, k, params, seed, checkpoint=checkpoint, device=device)
+
+
+def model_params(name: str) -> dict:
+    """Every parameter `model_params.<name>` accepts, with its default: the model's own (its preset's defaults,
+    then `optional`) and the protocol's (PROTOCOL_DEFAULTS). Unknown names raise KeyError (see make_model)."""
+    models = available_models()
+    if name not in models:
+        raise KeyError(f"unknown model {name!r} (expected one of {', '.join(sorted(models))})")
+    cls = models[name]
+    own = cls.defaults | {k: v for k, v in cls.optional.items() if k not in cls.defaults}
+    return own | {k: v for k, v in PROTOCOL_DEFAULTS.items() if k not in own}
+
+
+def unknown_params(name: str, params: dict | None) -> list[str]:
+    """The keys of `params` (and of its `grid`) that model `name` does not accept, as `key` or `grid.key`."""
+    known = model_params(name)
+    params = dict(params or {})
+    unknown = [key for key in params if key not in known]
+    grid = params.get("grid")
+    if isinstance(grid, dict):
+        unknown += [f"grid.{key}" for key in grid if key not in known]
+    return unknown
+
+
+def describe_models() -> list[dict]:
+    """One entry per registered model, in registry order: name, family, needs (keys of NEEDS; `tads` left out when
+    the preset excludes the topology group), preset_of (the registered model it presets, or None), preset (the
+    values the preset sets) and params (its own parameters with defaults, without PROTOCOL_DEFAULTS)."""
+    models = available_models()
+    names = {cls: name for name, cls in models.items() if "preset" not in vars(cls)}
+    out = []
+    for name, cls in models.items():
+        preset_of = names.get(cls.__mro__[1]) if "preset" in vars(cls) else None
+        excluded = set(cls.defaults.get("exclude_columns") or [])
+        params = {k: v for k, v in model_params(name).items() if k not in PROTOCOL_DEFAULTS or k in cls.defaults}
+        out.append(
+            {
+                "name": name,
+                "family": cls.family,
+                "needs": [n for n in cls.needs if not (n == "tads" and "topology" in excluded)],
+                "preset_of": preset_of,
+                "preset": dict(vars(cls).get("preset", {})),
+                "params": params,
+            }
+        )
+    return out

@@ -17,6 +17,9 @@ def log_distance(data: PairData) -> np.ndarray:
 class DistanceModel(Model):
     """Logistic regression on log distance: the floor any EPI model must clear."""
 
+    family = "logistic regression on log distance (baseline)"
+    needs = ("distance",)
+
     def fit(self, train: PairData, val: PairData) -> Model:
         self.clf = LogisticRegression().fit(log_distance(train), train.y)
         return self
@@ -31,7 +34,16 @@ class GBMModel(Model):
     params: sklearn's max_iter, learning_rate, max_leaf_nodes, ...; and the PROTOCOL_PARAMS (exclude_columns, ...).
     """
 
+    family = "gradient boosting, sklearn HistGradientBoosting (TargetFinder)"
+    needs = ("distance", "tracks", "tads")
     defaults = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15}
+    # further HistGradientBoostingClassifier params, at sklearn's defaults (random_state and early_stopping are set
+    # by fit; min_samples_leaf is capped at 5 % of the training rows)
+    optional = {
+        k: v
+        for k, v in HistGradientBoostingClassifier().get_params().items()
+        if k in ("max_depth", "min_samples_leaf", "l2_regularization", "max_features", "max_bins", "class_weight")
+    }
 
     def fit(self, train: PairData, val: PairData) -> Model:
         train, val = self.inputs(train), self.inputs(val)

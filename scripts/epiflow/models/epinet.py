@@ -116,12 +116,13 @@ class EpiNetBase(TorchModel):
     """Input handling shared by the epinet models: log1p on mark signal, standardization on training rows."""
 
     use_profile = False
+    optional = TorchModel.optional | {"no_sequence": False}
 
     def prepare(self, train: PairData) -> None:
         marks = set(column_groups(train.columns)["marks"])
         self.context_cols = [c for c in train.columns if c in marks]
         self.locus_cols = [c for c in train.columns if c not in marks]
-        self.use_seq = train.seq is not None and not self.params.get("no_sequence", False)
+        self.use_seq = train.seq is not None and not self.params.get("no_sequence", self.optional["no_sequence"])
         table = self.transform_table(train)
         self.mean, self.std = table.mean(axis=0), table.std(axis=0) + 1e-6
         self.has_profile = self.use_profile and train.profile is not None and train.profile.shape[1] > 0
@@ -155,6 +156,9 @@ class EpiNetBase(TorchModel):
 class EpiNetSmall(EpiNetBase):
     """MLP over the standardized tabular features (+ sequence tower when sequence exists)."""
 
+    family = "neural network: MLP on the features (torch)"
+    needs = ("distance", "tracks", "tads", "sequence")
+
     defaults = TorchModel.defaults | {"epochs": 30, "patience": 5, "batch_size": 128, "hidden": 64, "dropout": 0.1}
 
     def build(self, train: PairData) -> nn.Module:
@@ -176,6 +180,8 @@ class EpiNet(EpiNetBase):
     """
 
     use_profile = True
+    family = "neural network: convolutions over the profiles + features (torch)"
+    needs = ("distance", "tracks", "profiles", "tads", "sequence")
     defaults = TorchModel.defaults | {
         "epochs": 25, "patience": 4, "batch_size": 256, "lr": 0.003, "hidden": 64, "embed_dim": 32,
         "channels": 16, "dropout": 0.1, "ramp_epochs": 3, "dann": 0.0, "cdann": 0.0, "cip": 0.0, "irm": 0.0,

@@ -22,6 +22,8 @@ class ABCModel(Model):
     (cell_line, gene) group of the rows scored, so scores lie in [0, 1]. No training: fit() only records params.
     """
 
+    family = "Activity-by-Contact (no training)"
+    needs = ("distance", "tracks")
     defaults = {"activity_marks": None, "gamma": 0.87, "min_distance": 5000, "pseudocount": 1e-3}
 
     def fit(self, train: PairData, val: PairData) -> Model:
@@ -76,6 +78,8 @@ class PropensityModel(Model):
     pairs, test loci (not only test cell lines) were seen in training.
     """
 
+    family = "locus propensity: a leakage detector (no features)"
+    needs = ("loci",)
     defaults = {"smoothing": 5.0}
 
     def fit(self, train: PairData, val: PairData) -> Model:

@@ -19,6 +19,7 @@ from torch import nn
 from epiflow.models.base import Model, PairData
 
 log = logging.getLogger(__name__)
+PREDICT_BATCH = 4096  # rows per forward pass when scoring (bounded memory on large sets)
 
 
 def seed_everything(seed: int, epoch: int = 0) -> None:
@@ -42,6 +43,7 @@ class TorchModel(Model):
 
     uses_gpu = True
     defaults = {"epochs": 30, "patience": 5, "batch_size": 256, "lr": 0.002, "weight_decay": 1e-4}
+    optional = {"predict_batch": PREDICT_BATCH}
 
     def __init__(self, params: dict, seed: int, checkpoint: Path | None = None, device: str = "cpu"):
         super().__init__(params, seed, checkpoint, device)
@@ -104,7 +106,7 @@ class TorchModel(Model):
     def forward_chunks(self, tensors: dict, key: str) -> torch.Tensor:
         """net(tensors)[key] in eval mode, in chunks of `predict_batch` rows (bounded memory on large sets)."""
         self.net.eval()
-        n, step = len(tensors["y"]), int(self.params.get("predict_batch", 4096))
+        n, step = len(tensors["y"]), int(self.params.get("predict_batch", PREDICT_BATCH))
         with torch.no_grad(), self.autocast():
             parts = [self.net({k: v[i : i + step] for k, v in tensors.items()})[key].float() for i in range(0, n, step)]
         return torch.cat(parts) if parts else torch.zeros(0, device=self.device)

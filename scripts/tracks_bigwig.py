@@ -1,4 +1,4 @@
-"""Entry point of rule tracks_to_bigwig: any track format of the sheet -> one bigWig on the reference's chromosomes."""
+"""Entry point of rule tracks_bigwig: any track format of the sheet -> one bigWig on the reference's chromosomes."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Entry point of rule calibrate_model: calibrated predictions, per-fold calibration notes and split metrics."""
+"""Entry point of rule calibrate_heldout: calibrated predictions, per-fold calibration notes and split metrics."""
 
 import json
 import sys

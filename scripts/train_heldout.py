@@ -1,4 +1,5 @@
-"""Entry point of rule train_model: one model for one held-out cell line, every chromosome fold and validation line."""
+"""Entry point of rule train_heldout: one model for one held-out cell line, every chromosome fold and validation
+line."""
 
 import json
 import sys

@@ -1,4 +1,4 @@
-"""Entry point of rule metrics_summary: one row per held-out cell line x model x split."""
+"""Entry point of rule calibrate_summary: one row per held-out cell line x model x split."""
 
 import sys
 

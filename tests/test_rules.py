@@ -1,0 +1,52 @@
+"""House rules of the workflow's rules: names `stage_action` with the stage its rules/ file, the entry point
+scripts/<rule>.py, the log under logs/<stage>/ and the benchmark file mirroring the log under logs/benchmarks/
+(benchmarks/ holds only the research programs)."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, rule_directives
+
+RULE_FILES = sorted((REPO / "rules").glob("*.smk"))
+RULES = [(path, name, found) for path in RULE_FILES for name, found in rule_directives(path)]
+
+
+def rule_id(item):
+    return item[1]
+
+
+def test_rules_found():
+    assert len(RULES) >= 10, [name for _, name, _ in RULES]
+
+
+@pytest.mark.parametrize("item", RULES, ids=rule_id)
+def test_rule_is_named_by_its_stage(item):
+    path, name, _ = item
+    stage = path.stem
+    assert name.startswith(f"{stage}_"), f"{path.name}: rule {name} (expected {stage}_<action>, the stage first)"
+
+
+@pytest.mark.parametrize("item", RULES, ids=rule_id)
+def test_rule_script_is_named_by_the_rule(item):
+    path, name, found = item
+    if found["script"]:
+        assert found["script"] == f"../scripts/{name}.py", f"{path.name}: rule {name} runs {found['script']}"
+        assert (path.parent / found["script"]).is_file(), f"{path.name}: rule {name}: {found['script']} missing"
+
+
+@pytest.mark.parametrize("item", RULES, ids=rule_id)
+def test_rule_log_and_benchmark_mirror_each_other(item):
+    path, name, found = item
+    log, benchmark = found["log"], found["benchmark"]
+    assert log and log.startswith(f"logs/{path.stem}/") and log.endswith(".log"), (
+        f"{path.name}: rule {name} log {log!r} (expected logs/{path.stem}/....log)"
+    )
+    expected = "logs/benchmarks/" + str(Path(log).relative_to("logs").with_suffix(".tsv"))
+    assert benchmark == expected, f"{path.name}: rule {name} benchmark {benchmark!r} (expected {expected!r})"
+
+
+def test_benchmarks_folder_holds_only_programs():
+    assert not [p.name for p in (REPO / "benchmarks").iterdir() if p.is_dir() and p.name != "__pycache__"], (
+        "benchmarks/ holds the research programs only; rule benchmark files go to logs/benchmarks/"
+    )
