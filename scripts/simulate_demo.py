@@ -1,4 +1,5 @@
-"""Entry point of rule simulate_demo: write the embedded demo's genome, annotation, tracks, loops and TADs."""
+"""Entry point of rule simulate_demo: write the demo's genome, annotation, tracks, loops and TADs, and for its
+unlabelled lines their hidden truth and in-silico CRISPRi screen."""
 
 import sys
 from pathlib import Path

@@ -4,7 +4,7 @@ downstream) is left behind as if complete.
 
 Sheet and config problems fail at parse time (`snakemake -n`, no data needed). Content problems need the simulated
 demo: a module fixture simulates it and builds the reference once; each test works on its own copy and targets
-`results/features/lineA.npz`, so the first affected job (pairs_extract / tracks_to_bigwig / download_source) runs
+`results/features/lineA.npz`, so the first affected job (pairs_extract / tracks_bigwig / download_source) runs
 and features_compute must never start.
 """
 
@@ -122,7 +122,8 @@ def test_sheet_duplicate_cell_line_and_mark(plain):
     header, rows = read_sheet(plain, "tracks.tsv")
     sheet = write_sheet(plain, "bad_tracks.tsv", header, [*rows, rows[2]])
     text = failed_run(plain, "-n", "--config", f"tracks={sheet}")
-    message(text, r"bad_tracks\.tsv line 22: duplicate cell_line x mark \('lineA', 'CTCF'\), already on line 4")
+    line = len(rows) + 2  # the appended copy of the third row
+    message(text, rf"bad_tracks\.tsv line {line}: duplicate cell_line x mark \('lineA', 'CTCF'\), already on line 4")
 
 
 def test_sheet_unknown_format(plain):

@@ -10,19 +10,25 @@ Cell-line-specific spurious cue (the seed reflection's failure mode):
     enhancers, with a negative strength on enhancers that do not loop.
     `batch_scale` multiplies every track of a line (another lab's pipeline), a cue that normalization removes.
 Everything is drawn from one numpy Generator seeded by `seed`, so the demo is identical on every machine.
+Unlabelled lines (`unlabelled_lines`: tracks for the workflow; loops, truth.tsv.gz and an in-silico CRISPRi screen
+kept aside for tests, see simulate_screen.py) are drawn last, each from its own Generator, so they change nothing else.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 import pyBigWig
 import pysam
+
+from epiflow.simulate_screen import screen_to_tsv, simulate_screen
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +109,12 @@ def write_fasta(genome: Genome, rng: np.random.Generator, path: Path) -> None:
     pysam.faidx(str(path))
 
 
+def write_gzip_text(path: Path, lines) -> None:
+    """Write lines of text as gzip with a zero time stamp, so the same content gives the same bytes on every run."""
+    with gzip.GzipFile(path, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as out:
+        out.writelines(lines)
+
+
 def write_annotation(genome: Genome, path: Path) -> None:
     """Write a GTF with one gene and one transcript per simulated gene."""
     lines = []
@@ -112,8 +124,7 @@ def write_annotation(genome: Genome, path: Path) -> None:
         for feature in ("gene", "transcript"):
             # GTF is 1-based inclusive: a 0-based TSS t is base t + 1.
             lines.append(f"{g.chrom}\tepiflow\t{feature}\t{start + 1}\t{end}\t.\t{g.strand}\t.\t{attrs}\n")
-    with gzip.open(path, "wt") as out:
-        out.writelines(lines)
+    write_gzip_text(path, lines)
 
 
 def boundaries_between(genome: Genome, chrom: str, lo: np.ndarray, hi: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -132,8 +143,9 @@ def cell_activity(n: int, shared: np.ndarray, rng: np.random.Generator, cfg: dic
 def simulate_loops(genome: Genome, cell: str, rng: np.random.Generator, cfg: dict, shared: dict) -> dict:
     """Decide the looping EP pairs of one cell line from the invariant mechanism.
 
-    Returns enhancer and promoter activities, the kept TAD boundaries and a DataFrame of looping pairs
-    (indexes into genome.enhancers / genome.genes).
+    Returns enhancer and promoter activities, the kept TAD boundaries, every considered pair (both ends active,
+    distance in range: indexes into genome.enhancers / genome.genes, distance, noise-free `mechanism`, `propensity`
+    = mechanism + noise, `label`), the propensity cut and the looping pairs (label 1).
     """
     enh, genes = genome.enhancers, genome.genes
     a_enh = cell_activity(len(enh), shared["enhancer"], rng, cfg)
@@ -153,18 +165,24 @@ def simulate_loops(genome: Genome, cell: str, rng: np.random.Generator, cfg: dic
             genome, chrom, np.minimum(e_mid[E], tss[G]), np.maximum(e_mid[E], tss[G]), keep[chrom]
         )
         pairing = enh.motif.to_numpy()[ei[E]] == genes.motif.to_numpy()[gi[G]]
-        propensity = (
+        mechanism = (
             np.log(a_enh[ei[E]])
             + np.log(a_prom[gi[G]])
             - cfg["contact_decay"] * np.log(dist / 10_000)
             + crossed * np.log(cfg["boundary_insulation"])
             + cfg["motif_pairing"] * pairing
-            + cfg["noise_sd"] * rng.standard_normal(len(E))
         )
-        looping.append(pd.DataFrame({"enhancer": ei[E], "gene": gi[G], "propensity": propensity}))
+        propensity = mechanism + cfg["noise_sd"] * rng.standard_normal(len(E))
+        looping.append(
+            pd.DataFrame(
+                {"enhancer": ei[E], "gene": gi[G], "distance": dist, "mechanism": mechanism, "propensity": propensity}
+            )
+        )
     pairs = pd.concat(looping, ignore_index=True)
     cut = np.quantile(pairs.propensity, 1 - cfg["positive_rate"][cell])
-    return {"enhancer": a_enh, "promoter": a_prom, "keep": keep, "loops": pairs[pairs.propensity >= cut]}
+    pairs["label"] = (pairs.propensity >= cut).astype(int)
+    state = {"enhancer": a_enh, "promoter": a_prom, "keep": keep, "pairs": pairs, "cut": float(cut)}
+    return state | {"loops": pairs[pairs.label == 1]}
 
 
 def paint(values: np.ndarray, centers: np.ndarray, heights: np.ndarray, half_width: int) -> None:
@@ -241,8 +259,7 @@ def write_narrowpeak(per_chrom: dict, path: Path, min_signal: float) -> None:
         for k, (s, e) in enumerate(zip(starts, ends, strict=False)):
             peak, summit = values[s:e], int(np.argmax(values[s:e])) * BIN
             rows.append(f"{chrom}\t{s * BIN}\t{e * BIN}\tpeak{k}\t0\t.\t{peak.max():.4f}\t-1\t-1\t{summit}\n")
-    with gzip.open(path, "wt") as out:
-        out.writelines(rows)
+    write_gzip_text(path, rows)
 
 
 def write_loops(genome: Genome, loops: pd.DataFrame, path: Path, anchor: int) -> None:
@@ -262,12 +279,75 @@ def write_tads(genome: Genome, keep: dict, path: Path) -> None:
     for chrom, size in genome.sizes.items():
         edges = np.concatenate([[0], genome.boundaries[chrom][keep[chrom]], [size]])
         rows += [f"{chrom}\t{s}\t{e}\n" for s, e in zip(edges[:-1], edges[1:], strict=False)]
-    with gzip.open(path, "wt") as out:
-        out.writelines(rows)
+    write_gzip_text(path, rows)
+
+
+def truth_table(genome: Genome, state: dict, cfg: dict) -> pd.DataFrame:
+    """Every enhancer-gene pair a line's simulation considered, with its label and the planted propensity.
+
+    propensity: the noise-free mechanism (what a perfect model of the invariant mechanism knows); probability: the
+    chance that mechanism + noise clears the line's cut, Phi((propensity - cut) / noise_sd).
+    """
+    pairs = state["pairs"]
+    enh, genes = genome.enhancers.iloc[pairs.enhancer], genome.genes.iloc[pairs.gene]
+    z = (pairs.mechanism.to_numpy() - state["cut"]) / max(float(cfg["noise_sd"]), 1e-9)
+    frame = pd.DataFrame(
+        {
+            "chrom": enh.chrom.to_numpy(),
+            "enhancer_start": enh.start.to_numpy(),
+            "enhancer_end": enh.end.to_numpy(),
+            "gene": genes.gene.to_numpy(),
+            "tss": genes.tss.to_numpy(),
+            "distance": pairs.distance.to_numpy(),
+            "label": pairs.label.to_numpy(),
+            "propensity": pairs.mechanism.to_numpy(),
+            "probability": np.vectorize(NormalDist().cdf, otypes=[float])(z),
+        }
+    )
+    return frame.sort_values(["chrom", "enhancer_start", "tss"], ignore_index=True)
+
+
+def write_cell_line(genome: Genome, cell: str, rng: np.random.Generator, cfg: dict, shared: dict, cell_dir: Path):
+    """Simulate one cell line and write its loops, TADs and tracks under cell_dir; returns its state and tracks."""
+    cell_dir.mkdir(exist_ok=True)
+    state = simulate_loops(genome, cell, rng, cfg, shared)
+    log.info("%s: %d looping pairs", cell, len(state["loops"]))
+    write_loops(genome, state["loops"], cell_dir / "loops.bedpe", int(cfg["loop_anchor"]))
+    write_tads(genome, state["keep"], cell_dir / "tads.bed.gz")
+    tracks = cell_tracks(genome, cell, state, rng, cfg)
+    for mark, per_chrom in tracks.items():
+        if mark in cfg["peak_marks"]:
+            write_narrowpeak(per_chrom, cell_dir / f"{mark}.narrowPeak.gz", peak_cutoff(cfg, cell))
+        else:
+            write_bigwig(per_chrom, genome.sizes, cell_dir / f"{mark}.bw")
+    return state, tracks
+
+
+def peak_cutoff(cfg: dict, cell: str) -> float:
+    """The signal a bin must exceed to be in a peak of a line (the threshold follows the line's batch scale)."""
+    return cfg["peak_threshold"] * cfg["batch_scale"].get(cell, 1.0)
+
+
+def write_unlabelled_line(genome: Genome, cell: str, rng: np.random.Generator, cfg: dict, shared: dict, outdir: Path):
+    """A line given to the workflow by its tracks only: also write its hidden truth and its in-silico CRISPRi screen."""
+    cell_dir = outdir / cell
+    state, tracks = write_cell_line(genome, cell, rng, cfg, shared, cell_dir)
+    truth = truth_table(genome, state, cfg)
+    write_gzip_text(cell_dir / "truth.tsv.gz", [truth.to_csv(sep="\t", index=False, float_format="%.6g")])
+    if cfg.get("crispr_screen"):
+        reference = f"epiflow simulation, seed {cfg['seed']}"
+        cutoff = peak_cutoff(cfg, cell)
+        screen = simulate_screen(truth, tracks, rng, cfg["crispr_screen"], cell, cutoff, reference, BIN)
+        log.info("%s: screen of %d pairs, %d regulated", cell, len(screen), screen.Regulated.sum())
+        write_gzip_text(cell_dir / "crispri.tsv.gz", [screen_to_tsv(screen)])
 
 
 def simulate_demo(cfg: dict, outdir: Path) -> None:
-    """Write the whole demo under `outdir`: genome, annotation, and per cell line tracks, peaks, loops and TADs."""
+    """Write the whole demo under `outdir`: genome, annotation, and per cell line tracks, peaks, loops and TADs.
+
+    Unlabelled lines (`unlabelled_lines`) come last, each from its own stream seeded [seed, k] (k counting on from
+    the labelled lines), so adding one leaves every other output byte-identical.
+    """
     rng = np.random.default_rng(int(cfg["seed"]))
     outdir.mkdir(parents=True, exist_ok=True)
     genome = simulate_genome(cfg, rng)
@@ -278,16 +358,6 @@ def simulate_demo(cfg: dict, outdir: Path) -> None:
         "promoter": cfg["shared_sd"] * rng.standard_normal(len(genome.genes)),
     }
     for cell in cfg["cell_lines"]:
-        cell_dir = outdir / cell
-        cell_dir.mkdir(exist_ok=True)
-        state = simulate_loops(genome, cell, rng, cfg, shared)
-        log.info("%s: %d looping pairs", cell, len(state["loops"]))
-        write_loops(genome, state["loops"], cell_dir / "loops.bedpe", int(cfg["loop_anchor"]))
-        write_tads(genome, state["keep"], cell_dir / "tads.bed.gz")
-        tracks = cell_tracks(genome, cell, state, rng, cfg)
-        for mark, per_chrom in tracks.items():
-            if mark in cfg["peak_marks"]:
-                cutoff = cfg["peak_threshold"] * cfg["batch_scale"].get(cell, 1.0)
-                write_narrowpeak(per_chrom, cell_dir / f"{mark}.narrowPeak.gz", cutoff)
-            else:
-                write_bigwig(per_chrom, genome.sizes, cell_dir / f"{mark}.bw")
+        write_cell_line(genome, cell, rng, cfg, shared, outdir / cell)
+    for k, cell in enumerate(cfg.get("unlabelled_lines") or [], start=len(cfg["cell_lines"]) + 1):
+        write_unlabelled_line(genome, cell, np.random.default_rng([int(cfg["seed"]), k]), cfg, shared, outdir)
