@@ -1,0 +1,68 @@
+"""Entry point of rule crispr_benchmark: score one CRISPRi screen's pairs with baselines, epiflow's models and
+external predictors, in the reference build (the screen and external predictions are lifted to it)."""
+
+import json
+import logging
+import sys
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+from epiflow import crispr, runlog  # noqa: E402
+from epiflow.liftover import load_chain  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
+sm = snakemake  # noqa: F821
+log = logging.getLogger("crispr_benchmark")
+screen, options, reference_build = sm.params.screen, sm.params.options, sm.params.reference_build
+chains = {build: load_chain(path) for build, path in sm.params.chains.items()}  # source build -> chain to reference
+
+pairs, stats = crispr.read_crispr(
+    sm.input.screen, screen["cell_line"], options.get("power_column"), options.get("min_power")
+)
+stats["lift"] = {}
+if screen["build"] != reference_build:
+    pairs, stats["lift"]["screen"] = crispr.lift_pairs(pairs, chains[screen["build"]])
+chroms = set(pairs["chrom"])
+tss = pd.read_csv(sm.input.tss, sep="\t", usecols=["chrom", "tss", "gene"], dtype={"chrom": str, "gene": str})
+
+predicted = []
+for model, path in zip(sm.params.models, sm.input.predictions, strict=True):
+    # epiflow's scores are probabilities in [0, 1]: an element without a candidate pair ranks lowest
+    spec = crispr.Predictor(model, source=path, score_column="score", aggregate="max", fill_value=0.0)
+    predicted.append((spec, crispr.read_predictions(path, spec.score_column, chroms)))
+for external, path in zip(sm.params.external, sm.input.external, strict=True):
+    spec = crispr.Predictor.from_dict({**external, "source": path})
+    frame = crispr.read_predictions(path, spec.score_column, chroms)
+    if external["build"] != reference_build:
+        frame, stats["lift"][spec.name] = crispr.lift_pairs(frame, chains[external["build"]])
+    predicted.append((spec, frame))
+
+expressed = None
+if options.get("expressed_genes"):  # optional: one gene (symbol or Ensembl id) per line
+    expressed = pd.read_csv(options["expressed_genes"], header=None, dtype=str)[0].str.strip()
+table, specs = crispr.score_table(pairs, tss, predicted, expressed)
+n_boot, seed = int(options.get("bootstrap", 1000)), int(options.get("seed", 0))
+counts = crispr.bootstrap_counts(len(table), n_boot, seed)
+summary = crispr.summary_table(table, specs, counts=counts)
+by_distance = crispr.by_distance_table(table, specs, counts=counts)
+
+table.to_csv(sm.output.pairs, sep="\t", index=False, float_format="%.6g")
+summary.to_csv(sm.output.summary, sep="\t", index=False, float_format="%.6g")
+by_distance.to_csv(sm.output.by_distance, sep="\t", index=False, float_format="%.6g")
+title = f"{screen['name']} ({screen['cell_line']}, {len(table)} pairs, {int(table['label'].sum())} regulated)"
+with open(sm.output.pr_curves, "wb") as handle:
+    handle.write(crispr.plot_pr_curves(table, specs, title))
+with open(sm.output.by_distance_png, "wb") as handle:
+    handle.write(crispr.plot_by_distance(by_distance, title))
+stats.update(
+    screen=dict(screen),
+    reference_build=reference_build,
+    bootstrap=n_boot,
+    seed=seed,
+    predictors=[{**vars(spec), "matched": int(table[f"matched.{spec.name}"].sum())} for spec in specs],
+)
+with open(sm.output.stats, "w") as handle:
+    json.dump(stats, handle, indent=2, default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
+log.info("summary:\n%s", summary.to_string(index=False))

@@ -1,0 +1,158 @@
+"""Coordinate lifting between genome builds with UCSC chain files, through pyliftover.
+
+Intervals are 0-based half-open. An interval is lifted by its first base (`start`) and its last base (`end - 1`);
+the lifted interval runs from the lower to the higher lifted base (+1 for the half-open end). A row is dropped,
+and counted under one reason, when:
+
+- ``unmapped``: an end (or the point) falls in a gap of the chain, or its chromosome is not in the chain file;
+- ``multiple``: an end maps to more than one place (a duplicated segment; the ambiguity is not resolved);
+- ``other_chrom``: the ends land on two chromosomes, or on a chromosome with another name than the source's
+  (e.g. an alt or random contig);
+- ``inverted``: the two ends land on opposite strands (a rearrangement inside the interval);
+- ``length_change``: the lifted length differs from the original by more than ``max_length_change`` bases
+  (default 1 kb) or by more than a factor ``max_length_ratio`` (default 2) either way. CRISPRi elements are
+  0.2-4 kb: a 1 kb or 2x change means the interval spans an indel between the builds, and the lifted element is
+  no longer the tested one.
+
+Reasons are checked in that order; the returned counts hold every reason (0 when none) and ``lifted``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+from pyliftover import LiftOver
+
+from epiflow.errors import InputError
+
+log = logging.getLogger(__name__)
+
+REASONS = ("unmapped", "multiple", "other_chrom", "inverted", "length_change")
+MAX_LENGTH_CHANGE = 1000  # bases
+MAX_LENGTH_RATIO = 2.0
+
+
+def load_chain(path: str | os.PathLike) -> LiftOver:
+    """A pyliftover LiftOver of a UCSC chain file (plain or .gz); a missing or unreadable file is an InputError."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: chain file not found (expected a UCSC .over.chain[.gz] file)")
+    try:
+        return LiftOver(path)
+    except Exception as err:  # pyliftover raises bare Exception on a malformed chain; gzip/OS errors too
+        raise InputError(f"{path}: cannot read as a UCSC chain file ({err})") from err
+
+
+def _lift_positions(chain: LiftOver, chroms: np.ndarray, positions: np.ndarray):
+    """Lift 0-based positions; returns (chrom, position, strand, status) arrays, status 0 = ok, 1 = unmapped,
+    2 = multiple. Each distinct (chrom, position) is queried once."""
+    keys = pd.DataFrame({"chrom": chroms, "pos": positions})
+    unique = keys.drop_duplicates()
+    rows = []
+    for chrom, pos in zip(unique["chrom"], unique["pos"], strict=True):
+        hits = chain.convert_coordinate(chrom, int(pos))
+        if not hits:  # None: chromosome unknown to the chain; []: a gap
+            rows.append(("", -1, "", 1))
+        elif len(hits) > 1:
+            rows.append(("", -1, "", 2))
+        else:
+            rows.append((hits[0][0], hits[0][1], hits[0][2], 0))
+    lifted = pd.DataFrame(rows, columns=["new_chrom", "new_pos", "strand", "status"], index=unique.index)
+    merged = keys.merge(pd.concat([unique, lifted], axis=1), on=["chrom", "pos"], how="left")
+    return (
+        merged["new_chrom"].to_numpy(object),
+        merged["new_pos"].to_numpy(np.int64),
+        merged["strand"].to_numpy(object),
+        merged["status"].to_numpy(np.int64),
+    )
+
+
+def _counts(reason: np.ndarray) -> dict[str, int]:
+    counts = {name: int(np.sum(reason == name)) for name in REASONS}
+    counts["lifted"] = int(np.sum(reason == ""))
+    return counts
+
+
+def lift_intervals(
+    frame: pd.DataFrame,
+    chain: LiftOver,
+    chrom: str = "chrom",
+    start: str = "start",
+    end: str = "end",
+    max_length_change: int = MAX_LENGTH_CHANGE,
+    max_length_ratio: float = MAX_LENGTH_RATIO,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Lift the 0-based half-open intervals in columns chrom/start/end of `frame` (other columns are kept).
+
+    Returns (the rows that lifted, with new coordinates and their original index; counts per reason, see the
+    module docstring). A zero-length interval (start == end) is lifted as the point `start`."""
+    if frame.empty:
+        return frame.copy(), _counts(np.array([], dtype=object))
+    chroms = frame[chrom].to_numpy(object)
+    first = frame[start].to_numpy(np.int64)
+    last = np.maximum(frame[end].to_numpy(np.int64) - 1, first)
+    c1, p1, s1, st1 = _lift_positions(chain, chroms, first)
+    c2, p2, s2, st2 = _lift_positions(chain, chroms, last)
+    new_start = np.minimum(p1, p2)
+    new_end = np.maximum(p1, p2) + (frame[end].to_numpy(np.int64) > first)
+    old_length = np.maximum(frame[end].to_numpy(np.int64) - first, 1)
+    new_length = np.maximum(new_end - new_start, 1)
+    change = np.abs(new_length - old_length)
+    ratio = np.maximum(new_length / old_length, old_length / new_length)
+    reason = np.select(
+        [
+            (st1 == 1) | (st2 == 1),
+            (st1 == 2) | (st2 == 2),
+            (c1 != c2) | (c1 != chroms),
+            s1 != s2,
+            (change > max_length_change) | (ratio > max_length_ratio),
+        ],
+        list(REASONS),
+        default="",
+    )
+    keep = reason == ""
+    lifted = frame.loc[keep].copy()
+    lifted[start] = new_start[keep]
+    lifted[end] = new_end[keep]
+    counts = _counts(reason)
+    log.info("lifted %d of %d intervals; dropped %s", counts["lifted"], len(frame), _dropped(counts))
+    return lifted, counts
+
+
+def lift_points(
+    frame: pd.DataFrame,
+    chain: LiftOver,
+    chrom: str = "chrom",
+    position: str = "tss",
+    missing: int | None = None,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Lift 0-based positions (e.g. TSSs) in columns chrom/position of `frame` (other columns are kept).
+
+    Reasons: unmapped, multiple, other_chrom (a position that lands on another chromosome); a lifted point keeps
+    its place whichever strand it lands on. Rows whose position equals `missing` (a sentinel for "not known")
+    are kept unchanged and not counted. Returns (lifted rows with their original index, counts)."""
+    if frame.empty:
+        return frame.copy(), _counts(np.array([], dtype=object))
+    chroms = frame[chrom].to_numpy(object)
+    positions = frame[position].to_numpy(np.int64)
+    known = np.ones(len(frame), bool) if missing is None else positions != missing
+    new_chrom, new_pos, _, status = _lift_positions(chain, chroms[known], positions[known])
+    reason = np.full(len(frame), "", dtype=object)
+    reason[known] = np.select(
+        [status == 1, status == 2, new_chrom != chroms[known]], ["unmapped", "multiple", "other_chrom"], default=""
+    )
+    lifted_pos = positions.copy()
+    lifted_pos[known] = new_pos
+    keep = reason == ""
+    lifted = frame.loc[keep].copy()
+    lifted[position] = lifted_pos[keep]
+    counts = _counts(reason[known])
+    log.info("lifted %d of %d positions; dropped %s", counts["lifted"], int(known.sum()), _dropped(counts))
+    return lifted, counts
+
+
+def _dropped(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items() if k != "lifted" and v) or "none"
