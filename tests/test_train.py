@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from epiflow.errors import LeakageError
 from epiflow.calibrate import calibrate_scores, split_metrics
+from epiflow.errors import LeakageError
 from epiflow.metrics import aupr
 from epiflow.models import PairData
 from epiflow.train import (
@@ -255,7 +255,7 @@ def test_grid_is_chosen_on_the_validation_lines(flipped):
     folds = [["chr1", "chr2"], ["chr3", "chr4"]]
     scores, info = run_heldout(lines, "D", ["A", "B", "C"], folds, "gbm", {"grid": grid}, seed=0)
     assert [g["chosen"] for g in info["grid"]] == [{"exclude_columns": ["cue"], "max_iter": 30}] * 2
-    assert json.loads(json.dumps(info["grid"])) == info["grid"]  # train_model writes it to the model's JSON
+    assert json.loads(json.dumps(info["grid"])) == info["grid"]  # train_heldout writes it to the model's JSON
     direct, _ = run_heldout(lines, "D", ["A", "B", "C"], folds, "gbm", {"max_iter": 30, "exclude_columns": ["cue"]}, 0)
     assert np.allclose(scores.score.to_numpy(), direct.score.to_numpy())
 

@@ -37,7 +37,7 @@ from epiflow.normalize import Normalizer, check_method, fit_normalizer
 logger = logging.getLogger(__name__)
 
 REGION_NAMES = ("enhancer", "promoter", "window")
-PAIR_COLUMNS = ("chrom", "enhancer_start", "enhancer_end", "promoter_start", "promoter_end")
+PAIR_COORDINATES = ("chrom", "enhancer_start", "enhancer_end", "promoter_start", "promoter_end")
 DENSE_FRACTION = 0.25  # a track covering more of the genome than this is read base by base, not by intervals
 CHUNK_BP = 10_000_000  # bases per bw.values call for dense tracks (40 MB of float32)
 
@@ -193,15 +193,15 @@ class PairGeometry:
 
 def pair_geometry(pairs: pd.DataFrame, chrom_sizes: dict, source: str = "pairs") -> PairGeometry:
     """Check a pair table's coordinates and return them as arrays; InputError names the 1-based row."""
-    missing = [c for c in PAIR_COLUMNS if c not in pairs.columns]
+    missing = [c for c in PAIR_COORDINATES if c not in pairs.columns]
     if missing:
-        raise InputError(f"{source}: missing column(s) {', '.join(missing)} (expected {', '.join(PAIR_COLUMNS)})")
+        raise InputError(f"{source}: missing column(s) {', '.join(missing)} (expected {', '.join(PAIR_COORDINATES)})")
     chrom = pairs["chrom"].astype(str).to_numpy()
     unknown = ~np.isin(chrom, list(chrom_sizes))
     if unknown.any():
         row = int(np.flatnonzero(unknown)[0])
         raise InputError(f"{source} row {row + 1}: chromosome {chrom[row]!r} not in chrom_sizes")
-    coords = pairs[list(PAIR_COLUMNS[1:])].to_numpy(dtype=np.int64).reshape(-1, 2, 2)
+    coords = pairs[list(PAIR_COORDINATES[1:])].to_numpy(dtype=np.int64).reshape(-1, 2, 2)
     bad = coords[:, :, 0] > coords[:, :, 1]
     if bad.any():
         row, which = (int(i) for i in np.argwhere(bad)[0])
@@ -271,8 +271,9 @@ def _fit_normalizers(handles: dict, chrom_sizes: dict, resolution: int, method: 
     return {mark: fit_normalizer(method, bins_of(bw)) for mark, bw in handles.items()}
 
 
-def _run(pairs, tracks, chrom_sizes, resolution, n_bins, flank_fraction, normalization):
-    """Shared pass over (chromosome, mark): E/P/W means (n, marks, 3) and profiles (n, marks, n_bins)."""
+def _run(pairs, tracks, chrom_sizes, resolution, n_bins, flank_fraction, normalization, normalizers=None):
+    """Shared pass over (chromosome, mark): E/P/W means (n, marks, 3) and profiles (n, marks, n_bins); the marks'
+    normalizers are fitted genome-wide unless given (`fit_track_normalizers`)."""
     geom = pair_geometry(pairs, chrom_sizes)
     marks = list(tracks)
     table = np.zeros((len(pairs), len(marks), len(REGION_NAMES)), dtype=np.float32)
@@ -280,7 +281,8 @@ def _run(pairs, tracks, chrom_sizes, resolution, n_bins, flank_fraction, normali
     flip = geom.enhancer_mid > geom.tss  # enhancer downstream of the TSS
     with ExitStack() as stack:
         handles = {m: stack.enter_context(pyBigWig.open(str(tracks[m]))) for m in marks}
-        normalizers = _fit_normalizers(handles, chrom_sizes, resolution, normalization)
+        if normalizers is None:
+            normalizers = _fit_normalizers(handles, chrom_sizes, resolution, normalization)
         lacking = {m: [] for m in marks}
         for chrom in pd.unique(geom.chrom):
             rows = np.flatnonzero(geom.chrom == chrom)
@@ -370,6 +372,30 @@ def compute_configured(
         flank_fraction=options["flank_fraction"],
         normalization=options["normalization"] if normalization is None else normalization,
     )
+
+
+def fit_track_normalizers(tracks: dict[str, str], chrom_sizes: dict, options: dict) -> dict[str, Normalizer]:
+    """The per-mark normalizers of one cell line's tracks (config `features:` options), fitted genome-wide once."""
+    with ExitStack() as stack:
+        handles = {m: stack.enter_context(pyBigWig.open(str(path))) for m, path in tracks.items()}
+        return _fit_normalizers(handles, chrom_sizes, options["resolution"], options["normalization"])
+
+
+def features_by_chromosome(pairs: pd.DataFrame, tracks: dict[str, str], chrom_sizes: dict, options: dict, n_bins=None):
+    """compute_configured one chromosome at a time (memory bounded by the largest chromosome's pairs), with the
+    normalizers fitted once: yields (chromosome, row positions in `pairs`, table DataFrame, profile array).
+    `n_bins` overrides options["profile_bins"] (0: no profiles)."""
+    normalizers = fit_track_normalizers(tracks, chrom_sizes, options)
+    n_bins = options["profile_bins"] if n_bins is None else n_bins
+    chroms = pairs["chrom"].astype(str).to_numpy()
+    for chrom in pd.unique(chroms):
+        rows = np.flatnonzero(chroms == chrom)
+        part = pairs.iloc[rows]
+        args = (options["resolution"], n_bins, options["flank_fraction"], options["normalization"], normalizers)
+        geom, marks, table, profile = _run(part, tracks, chrom_sizes, *args)
+        frame = _table_frame(table, marks, part.index)
+        frame["log_distance"] = np.log10(geom.distance + 1).astype(np.float32)
+        yield chrom, rows, frame, profile
 
 
 _BASE_CODES = np.full(256, 4, dtype=np.int8)

@@ -149,7 +149,7 @@ def _tss_from_gff(table: pd.DataFrame, path) -> pd.DataFrame:
     )
 
 
-def _tss_from_bed(table: pd.DataFrame, path) -> pd.DataFrame:
+def _tss_from_bed(table: pd.DataFrame, path, gene_column: int | None = None) -> pd.DataFrame:
     """BED with strand in column 6; gene = column 7 when present (GENCODEv19-TSSs.bed) else the name column.
     An interval gives its 5' base; a zero-length `start == end` record (as in GENCODEv19-TSSs.bed.gz, which
     writes the 1-based TSS there) gives base start - 1."""
@@ -157,7 +157,9 @@ def _tss_from_bed(table: pd.DataFrame, path) -> pd.DataFrame:
     check_start_end(start, end, path)
     strand = _strands(table[5], path)
     tss = np.where(start == end, start - 1, np.where(strand == "+", start, end - 1))
-    gene = table[6] if table.shape[1] >= 7 else table[3]
+    if gene_column is not None and gene_column > table.shape[1]:
+        fail(path, int(table.index[0]), f"no column {gene_column} for the gene name (the file has {table.shape[1]})")
+    gene = table[gene_column - 1] if gene_column else table[6] if table.shape[1] >= 7 else table[3]
     return pd.DataFrame(
         {"chrom": table[0], "tss": tss, "strand": strand, "gene": gene},
         index=table.index,
@@ -169,12 +171,14 @@ def read_tss(
     fmt: str | None = None,
     known_chroms: Iterable[str] | None = None,
     chrom_map: ChromMap = None,
+    gene_column: int | None = None,
 ) -> pd.DataFrame:
     """Read transcription start sites from GTF, GFF (incl. the GENCODE TSS gff) or BED (fmt from the extension
-    when None). Returns DataFrame[chrom, tss (0-based), strand, gene], duplicates removed, in file order."""
+    when None). Returns DataFrame[chrom, tss (0-based), strand, gene], duplicates removed, in file order.
+    BED: the gene is the 1-based `gene_column`, by default column 7 when present (GENCODEv19-TSSs.bed) else 4."""
     fmt = _tss_format(path, fmt)
     if fmt == "bed":
-        frame = _tss_from_bed(read_table(path, min_cols=6), path)
+        frame = _tss_from_bed(read_table(path, min_cols=6), path, gene_column)
     else:
         frame = _tss_from_gff(read_table(path, ncols=9), path)
     frame["chrom"] = harmonize_chroms(frame["chrom"], known_chroms, chrom_map, path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import pandas as pd
 from epiflow.errors import LeakageError
 from epiflow.io_pairs import read_pair_table
 from epiflow.io_regions import read_tads
+from epiflow.leakage import assert_no_leakage
 from epiflow.models import PairData, make_model
 from epiflow.models.base import PROTOCOL_PARAMS
 
@@ -41,17 +43,6 @@ def training_lines(all_lines: list[str], heldout: str, train: list[str] | None) 
 def fold_chromosomes(chrom_folds: list[list[str]] | None, chroms: list[str]) -> list[list[str]]:
     """The test chromosomes of each fold; without folds, one fold holding every chromosome."""
     return [list(f) for f in chrom_folds] if chrom_folds else [sorted(chroms)]
-
-
-def assert_no_leakage(frame: pd.DataFrame, heldout: str, test_chroms: list[str], what: str) -> None:
-    """Raise LeakageError when a row of the held-out line or on a test-fold chromosome is in a fitting table."""
-    bad = (frame["cell_line"] == heldout) | frame["chrom"].isin(test_chroms)
-    if bad.any():
-        example = frame.loc[bad].iloc[0]
-        raise LeakageError(
-            f"{what}: {int(bad.sum())} rows of held-out line {heldout!r} or test-fold chromosomes "
-            f"{test_chroms} (e.g. {example['pair_id']} in {example['cell_line']}); they must never be fitted on"
-        )
 
 
 def check_cell_line(frame: pd.DataFrame, cell_line: str, source: str) -> None:
@@ -217,6 +208,76 @@ def choose_params(
     return best["params"], trace, best_fits
 
 
+@dataclass
+class FoldFit:
+    """One fold's validation fits: per validation set (name, mask over pool rows, fitted model), and what the grid or
+    the environment screen chose on the validation sets (empty when the model has neither)."""
+
+    fits: list[tuple[str, np.ndarray, object]]
+    screened: dict = field(default_factory=dict)  # screened_out, screen_gain, screened_with (report diagnostics)
+    screen: dict | None = None  # dropped, trace, with: written to the model JSON
+    grid: dict | None = None  # chosen, trace
+
+
+def choose_setting(
+    pool: PairData, groups: list, model_name: str, params: dict, resolved: dict, seed: int, device: str, fold: int
+) -> tuple[dict, list | None, dict]:
+    """What validation decides before a fold's final fits: the params to fit with, the winning setting's validation
+    fits when the grid or a self-screen already made them (else None), and the grid/screen records."""
+    record: dict = {}
+    fits, fit_params = None, params
+    if resolved.get("grid") is not None:
+        chosen, trace, fits = choose_params(pool, groups, model_name, params, seed, device)
+        record["grid"] = {"fold": fold, "chosen": chosen, "trace": trace}
+        log.info("fold %d: grid chose %s", fold, chosen)
+    if resolved.get("screen_marks"):
+        proxy = resolved.get("screen_with")
+        if proxy is None:  # the model screens itself: the chosen mark set's validation fits are its final models
+            dropped, trace, gain, fits = screen_marks(pool, groups, model_name, params, seed, device)
+        else:  # a proxy model screens; this model is then fitted on the marks it kept
+            dropped, trace, gain, _ = screen_marks(pool, groups, proxy, proxy_params(resolved), seed, device)
+            excluded = list(resolved.get("exclude_columns") or [])
+            fit_params = dict(params or {}) | {"exclude_columns": [*excluded, *dropped]}
+        record["screen"] = {"fold": fold, "dropped": dropped, "trace": trace} | ({"with": proxy} if proxy else {})
+        record["screened"] = {"screened_out": dropped, "screen_gain": gain, "screened_with": proxy or model_name}
+        log.info("fold %d: screen%s dropped %s", fold, f" with {proxy}" if proxy else "", dropped or "nothing")
+    return fit_params, fits, record
+
+
+def fit_fold(
+    pool: PairData,
+    train_lines: list[str],
+    model_name: str,
+    params: dict,
+    seed: int,
+    fold: int = 0,
+    checkpoint_dir: Path | None = None,
+    device: str = "cpu",
+    validation: str = "cell_line",
+    validation_folds: int = 3,
+) -> FoldFit:
+    """The models of one fold: one per validation set, fitted on the pool without it (grid and screen chosen on
+    the same validation sets first). The pool must already be free of the held-out line and test chromosomes."""
+    resolved = check_model_params(model_name, params)  # a malformed grid or ensemble fails before any fit
+    groups = validation_groups(pool.frame, train_lines, validation, validation_folds)
+    for v, is_val in groups:
+        if pool.y[is_val].sum() == 0 or pool.y[~is_val].sum() == 0:
+            raise ValueError(f"fold {fold}: validation set {v} or its training rows have no positives")
+    if resolved.get("screen_marks") and validation != "cell_line" and fold == 0:
+        log.warning("screen under %r validation: measures transfer across chromosomes, not lines", validation)
+    fit_params, chosen_fits, record = choose_setting(pool, groups, model_name, params, resolved, seed, device, fold)
+    fits = []
+    for i, (v, is_val) in enumerate(groups):
+        if chosen_fits is not None:  # the fold's final models: fitted on these rows with the chosen setting
+            model = chosen_fits[i]
+        else:
+            ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{fold}_{v}.pt"
+            model = make_model(model_name, fit_params, seed, checkpoint=ckpt, device=device)
+            model.fit(pool.subset(~is_val), pool.subset(is_val))
+        fits.append((v, is_val, model))
+    return FoldFit(fits, record.get("screened", {}), record.get("screen"), record.get("grid"))
+
+
 def run_heldout(
     data: dict[str, PairData],
     heldout: str,
@@ -236,59 +297,28 @@ def run_heldout(
     With `spurious_columns` given (may be empty), the first model of each fold is also diagnosed
     (epiflow.diagnostics.diagnose_model: domain probe, geometry, sharpness, attribution); notes["diagnostics"].
     """
-    if heldout in train_lines:
-        raise LeakageError(f"held-out line {heldout!r} is listed among its own training lines {train_lines}")
-    if len(train_lines) < 2:
-        raise ValueError(f"need >= 2 training cell lines to validate on a held-out line, got {train_lines}")
+    check_training_lines(heldout, train_lines)
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     pool_all = concat_data([data[c] for c in train_lines])
     test_all = data[heldout]
     chroms = sorted(set(pool_all.frame.chrom) | set(test_all.frame.chrom))
-    rows, notes, diagnostics, screens = [], [], [], []
-    resolved = check_model_params(model_name, params)  # a malformed grid or ensemble fails before any fit
-    grids = []
+    rows, notes, diagnostics, screens, grids = [], [], [], [], []
+    check_model_params(model_name, params)  # a malformed grid or ensemble fails before any fit
     for f, test_chroms in enumerate(fold_chromosomes(chrom_folds, chroms)):
-        no_folds = not chrom_folds
-        pool = pool_all.subset(
-            np.ones(len(pool_all), bool) if no_folds else ~pool_all.frame.chrom.isin(test_chroms).to_numpy()
-        )
+        in_fold = pool_all.frame.chrom.isin(test_chroms).to_numpy()
+        pool = pool_all.subset(~in_fold) if chrom_folds else pool_all
         test = test_all.subset(test_all.frame.chrom.isin(test_chroms).to_numpy())
-        if not no_folds:
-            assert_no_leakage(pool.frame, heldout, test_chroms, f"fold {f} training pool")
-        else:
-            assert_no_leakage(pool.frame, heldout, [], "training pool")
+        where = f"fold {f} training pool" if chrom_folds else "training pool"
+        assert_no_leakage(pool.frame, heldout, test_chroms if chrom_folds else [], where)
+        fold = fit_fold(
+            pool, train_lines, model_name, params, seed, f, checkpoint_dir, device, validation, validation_folds
+        )
+        screens += [fold.screen] if fold.screen else []
+        grids += [fold.grid] if fold.grid else []
         test_scores, train_sum, train_n = [], np.zeros(len(pool)), np.zeros(len(pool))
-        groups = validation_groups(pool.frame, train_lines, validation, validation_folds)
-        for v, is_val in groups:
-            if pool.y[is_val].sum() == 0 or pool.y[~is_val].sum() == 0:
-                raise ValueError(f"fold {f}: validation set {v} or its training rows have no positives")
-        screened, chosen_fits = {}, None  # chosen_fits: the grid's or screen's winning validation fits
-        fit_params = params
-        if resolved.get("grid") is not None:
-            chosen, trace, chosen_fits = choose_params(pool, groups, model_name, params, seed, device)
-            grids.append({"fold": f, "chosen": chosen, "trace": trace})
-            log.info("fold %d: grid chose %s", f, chosen)
-        if resolved.get("screen_marks"):
-            if validation != "cell_line" and f == 0:
-                log.warning("screen under %r validation: measures transfer across chromosomes, not lines", validation)
-            proxy = resolved.get("screen_with")
-            if proxy is None:  # the model screens itself: the chosen mark set's validation fits are its final models
-                dropped, trace, gain, chosen_fits = screen_marks(pool, groups, model_name, params, seed, device)
-            else:  # a proxy model screens; this model is then fitted on the marks it kept
-                dropped, trace, gain, _ = screen_marks(pool, groups, proxy, proxy_params(resolved), seed, device)
-                excluded = list(resolved.get("exclude_columns") or [])
-                fit_params = dict(params or {}) | {"exclude_columns": [*excluded, *dropped]}
-            screens.append({"fold": f, "dropped": dropped, "trace": trace} | ({"with": proxy} if proxy else {}))
-            screened = {"screened_out": dropped, "screen_gain": gain, "screened_with": proxy or model_name}
-            log.info("fold %d: screen%s dropped %s", f, f" with {proxy}" if proxy else "", dropped or "nothing")
-        for i, (v, is_val) in enumerate(groups):
+        for i, (v, is_val, model) in enumerate(fold.fits):
             train, val = pool.subset(~is_val), pool.subset(is_val)
-            ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{f}_{v}.pt"
-            if chosen_fits is not None:  # the fold's final models: fitted on these rows with the chosen setting
-                model = chosen_fits[i]
-            else:
-                model = make_model(model_name, fit_params, seed, checkpoint=ckpt, device=device).fit(train, val)
             rows.append(score_frame(val, model.predict(val), f, "val"))
             train_sum[~is_val] += model.predict(train)
             train_n[~is_val] += 1
@@ -299,7 +329,7 @@ def run_heldout(
 
                 one = getattr(model, "members", [model])[0]  # an ensemble's embedding and weights: its first member
                 found = diagnose_model(one, train, test, tuple(spurious_columns), seed)
-                diagnostics.append({"fold": f, "validation_set": v} | found | screened)
+                diagnostics.append({"fold": f, "validation_set": v} | found | fold.screened)
         rows.append(score_frame(pool, train_sum / np.maximum(train_n, 1), f, "train"))
         rows.append(score_frame(test, np.mean(test_scores, axis=0), f, "test"))
     scores = pd.concat(rows, ignore_index=True)[SCORE_COLUMNS]
@@ -310,6 +340,14 @@ def run_heldout(
     if grids:
         info["grid"] = grids
     return scores, info | ({"diagnostics": diagnostics} if spurious_columns is not None else {})
+
+
+def check_training_lines(heldout: str, train_lines: list[str]) -> None:
+    """A held-out or predicted line is never among its own training lines, and validation needs >= 2 lines."""
+    if heldout in train_lines:
+        raise LeakageError(f"held-out line {heldout!r} is listed among its own training lines {train_lines}")
+    if len(train_lines) < 2:
+        raise ValueError(f"need >= 2 training cell lines to validate on a held-out line, got {train_lines}")
 
 
 def load_cell_data(pairs_path: str | Path, features_path: str | Path, cell_line: str | None = None) -> PairData:
@@ -328,7 +366,7 @@ def load_cell_data(pairs_path: str | Path, features_path: str | Path, cell_line:
 def load_heldout_data(
     heldout: str, train_lines: list[str], pairs: dict, features: dict, tads: dict, chrom_map=None
 ) -> dict[str, PairData]:
-    """What rule train_model trains on: the held-out and training lines' pairs + features (paths by line), with the
+    """What rule train_heldout trains on: the held-out and training lines' pairs + features (paths by line), with the
     conserved-TAD prior from the TAD lists (paths by line) of the training lines only."""
     data = {c: load_cell_data(pairs[c], features[c]) for c in [heldout, *train_lines]}
     reference = {c: read_tads(p, chrom_map=chrom_map) for c, p in tads.items() if c in train_lines}

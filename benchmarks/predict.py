@@ -1,0 +1,148 @@
+"""Benchmark: the predict path on one real cell line genome-wide, stage by stage, against a per-pair pyBigWig baseline.
+
+Run from the repository root on a finished predict run (it reads that run's bigWigs, final model and TADs):
+    .venv/bin/python benchmarks/predict.py --workdir RUN --line K562 [--model gbm] [--max-distance 2000000]
+where RUN ran `snakemake --configfile config/predict_hg19.yaml --config mirror=../shared/data`.
+
+In one process it times: candidates (peaks + gene TSSs -> pairs), features (the cumulative-sum engine, chromosome
+by chromosome), scoring (topology prior + the final model's leave-one-line-out fits), calibration and the outputs
+(tables, BEDPE, interact bigBed, genes). It prints pairs/s per stage and the peak RSS of the process (an upper bound
+for every stage), then times the baseline — one exact pyBigWig `stats` call per pair x mark x region on a random
+sample — in the same run, and prints the engine's speed-up as a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyBigWig
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from epiflow import predict_outputs as out  # noqa: E402
+from epiflow.candidates import one_tss_per_gene, predict_candidates  # noqa: E402
+from epiflow.features import features_by_chromosome  # noqa: E402
+from epiflow.io import read_chrom_sizes, read_peaks, read_tads, read_tss  # noqa: E402
+from epiflow.models import PairData  # noqa: E402
+from epiflow.predict import calibrate_candidates, load_final, training_key  # noqa: E402
+from epiflow.train import add_topology  # noqa: E402
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def naive_features(pairs: pd.DataFrame, tracks: dict[str, str]) -> np.ndarray:
+    """E/P/W exact means by one pyBigWig stats call per pair x mark x region (missing bases count 0)."""
+    values = np.zeros((len(pairs), len(tracks), 3))
+    handles = {m: pyBigWig.open(p) for m, p in tracks.items()}
+    for i, row in enumerate(pairs.itertuples()):
+        lo, hi = min(row.enhancer_end, row.promoter_end), max(row.enhancer_start, row.promoter_start)
+        regions = [(row.enhancer_start, row.enhancer_end), (row.promoter_start, row.promoter_end), (lo, max(lo, hi))]
+        for m, bw in enumerate(handles.values()):
+            for r, (s, e) in enumerate(regions):
+                if e > s and row.chrom in bw.chroms():
+                    total = bw.stats(row.chrom, int(s), int(e), type="sum", exact=True)[0] or 0.0
+                    values[i, m, r] = total / (e - s)
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--line", default="K562")
+    parser.add_argument("--model", default="gbm")
+    parser.add_argument("--configfile", default="config/predict_hg19.yaml")
+    parser.add_argument("--max-distance", type=int, default=None)
+    parser.add_argument("--naive", type=int, default=1000, help="pairs the per-pair baseline is timed on")
+    args = parser.parse_args()
+    run = args.workdir
+    cfg = yaml.safe_load((run / "config/config.yaml").read_text()) | yaml.safe_load((run / args.configfile).read_text())
+    opts = cfg["predict"]["candidates"]
+    max_distance = args.max_distance or opts["max_distance"]
+    sizes = read_chrom_sizes(run / "results/reference/chrom_sizes.tsv")
+    sheet = pd.read_csv(run / cfg["tracks"], sep="\t", comment="#", dtype=str)
+    row = sheet[(sheet.cell_line == args.line) & (sheet["mark"] == opts["enhancer_mark"])].iloc[0]
+    peak_path = glob.glob(str(run / "resources/cache/*" / Path(row.source).name))[0]
+    tracks = {m: str(run / f"results/tracks/{args.line}/{m}.bw") for m in cfg["marks"]}
+    timings = {}
+
+    start = time.perf_counter()
+    tss = pd.read_csv(run / "results/reference/tss.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str})
+    annotated = read_tss(run / opts["annotation"], known_chroms=set(sizes), gene_column=opts["gene_column"])
+    annotated = annotated[annotated.chrom.isin(set(sizes))]
+    peaks = read_peaks(peak_path, row.format, known_chroms=set(sizes), chrom_map=cfg["reference"]["chrom_map"])
+    pairs = predict_candidates(
+        peaks,
+        pd.concat([tss, annotated]),
+        one_tss_per_gene(annotated),
+        sizes,
+        args.line,
+        opts["promoter_flank"],
+        opts["min_distance"],
+        max_distance,
+    )
+    timings["candidates"] = time.perf_counter() - start
+    n = len(pairs)
+    print(f"{args.line}: {n:,} candidate pairs at max_distance {max_distance:,} bp", flush=True)
+
+    train_lines = [c for c in pd.read_csv(run / cfg["pairs"], sep="\t", comment="#").cell_line if c != args.line]
+    final_dir = run / "results/final" / training_key(train_lines) / args.model
+    final = load_final(final_dir / "model.pkl", final_dir / "validation.tsv.gz", final_dir / "meta.json")
+    tad_sheet = pd.read_csv(run / cfg["tads"], sep="\t", comment="#", dtype=str)
+    tads = {
+        r.cell_line: read_tads(glob.glob(str(run / "resources/cache/*" / Path(r.source).name))[0], chrom_map="auto")
+        for r in tad_sheet.itertuples()
+        if r.cell_line in final.meta["tad_lines"]
+    }
+    score, spread = np.zeros(n), np.zeros(n)
+    timings["features"] = timings["scoring"] = 0.0
+    start = time.perf_counter()
+    for _, rows, table, _ in features_by_chromosome(pairs, tracks, sizes, cfg["features"], n_bins=0):
+        timings["features"] += time.perf_counter() - start
+        start = time.perf_counter()
+        data = {args.line: PairData(pairs.iloc[rows].reset_index(drop=True), table.to_numpy(), list(table.columns))}
+        data = add_topology(data, tads, heldout=args.line)[args.line]
+        score[rows], spread[rows] = final.score(data)
+        timings["scoring"] += time.perf_counter() - start
+        start = time.perf_counter()
+    calibration = cfg["calibration"] | {"threshold": cfg["predict"]["threshold"]}
+    calibration["label_shift"] = cfg["predict"]["label_shift"]
+    start = time.perf_counter()
+    prob, notes = calibrate_candidates(final, args.line, score, calibration)
+    timings["calibration"] = time.perf_counter() - start
+    start = time.perf_counter()
+    table = out.prediction_table(pairs, score, spread, prob, notes["threshold"], args.line)
+    with tempfile.TemporaryDirectory() as tmp:
+        out.write_table(table, f"{tmp}/predictions.tsv.gz")
+        calls = table[table.predicted].reset_index(drop=True)
+        out.write_table(calls, f"{tmp}/predictions.threshold.tsv.gz")
+        out.write_bedpe(calls, f"{tmp}/predictions.bedpe.gz")
+        out.write_interact(calls, sizes, f"{tmp}/interact.bb")
+        out.gene_table(table).to_csv(f"{tmp}/genes.tsv", sep="\t", index=False)
+    timings["outputs"] = time.perf_counter() - start
+    total = sum(timings.values())
+    for stage, seconds in timings.items():
+        print(f"  {stage:12s} {seconds:8.1f} s  {n / seconds:12,.0f} pairs/s")
+    print(f"  {'total':12s} {total:8.1f} s  peak RSS {peak_rss_gb():.2f} GB; calls {int(table.predicted.sum()):,}")
+
+    sample = pairs.sample(min(args.naive, n), random_state=0).sort_values(["chrom", "enhancer_start"])
+    start = time.perf_counter()
+    naive_features(sample, tracks)
+    naive = time.perf_counter() - start
+    engine_rate, naive_rate = n / timings["features"], len(sample) / naive
+    print(f"baseline (per-pair pyBigWig stats, {len(sample):,} pairs): {naive_rate:,.0f} pairs/s")
+    print(f"features engine / baseline: {engine_rate / naive_rate:,.0f}x")
+
+
+if __name__ == "__main__":
+    main()

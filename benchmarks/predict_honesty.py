@@ -1,0 +1,88 @@
+"""Honesty check: a labelled line predicted genome-wide (its final model never saw it), joined onto its benchmark
+pairs, against the evaluation protocol's test AUPR for the same model on the same line.
+
+Run from the repository root on a finished run of config/predict_hg19.yaml (which also evaluates IMR90 held out):
+    .venv/bin/python benchmarks/predict_honesty.py --workdir RUN [--line IMR90] [--model gbm]
+
+A benchmark pair is covered when a candidate of the same gene has an element overlapping the pair's enhancer
+(BENGI names genes by Ensembl id; the candidates by symbol: CollapsedGeneBounds maps them); its genome-wide score is
+the max over such candidates. Prints the coverage and why the rest is not covered (no overlapping element, gene not
+in the gene set, distance outside the candidate bounds), the genome-wide AUPR on the covered pairs, and the
+evaluation's test AUPR on all pairs and on the covered ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from epiflow.metrics import aupr  # noqa: E402
+from epiflow.predict_outputs import read_predictions  # noqa: E402
+
+
+def symbol_of_ensembl(bounds: Path) -> dict[str, str]:
+    """Ensembl gene id (no version) -> symbol, from ABC's CollapsedGeneBounds BED (name = symbol, column 7 = id)."""
+    table = pd.read_csv(bounds, sep="\t", dtype=str)  # header: #chr start end name score strand Ensembl_ID gene_type
+    return dict(zip(table.Ensembl_ID, table.name, strict=True))
+
+
+def join_genome_wide(pairs: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Each pair's max genome-wide score over candidates of its gene whose element overlaps its enhancer."""
+    pairs = pairs.reset_index(drop=True).assign(row=lambda d: np.arange(len(d)))
+    merged = pairs[["row", "chrom", "enhancer_start", "enhancer_end", "symbol"]].merge(
+        predictions[["chrom", "start", "end", "TargetGene", "score"]],
+        left_on=["chrom", "symbol"],
+        right_on=["chrom", "TargetGene"],
+    )
+    hit = (merged.start < merged.enhancer_end) & (merged.end > merged.enhancer_start)
+    best = merged[hit].groupby("row").score.max()
+    return pairs.assign(genome_wide=pairs.row.map(best))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--line", default="IMR90")
+    parser.add_argument("--model", default="gbm")
+    parser.add_argument("--configfile", default="config/predict_hg19.yaml")
+    args = parser.parse_args()
+    run = args.workdir
+    cfg = yaml.safe_load((run / args.configfile).read_text())["predict"]["candidates"]
+    pairs = pd.read_csv(run / f"results/pairs/{args.line}.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str})
+    pairs["symbol"] = pairs.gene.str.split(".").str[0].map(symbol_of_ensembl(run / cfg["annotation"]))
+    predictions = read_predictions(run / f"results/predict/{args.line}/{args.model}/predictions.tsv.gz")
+    joined = join_genome_wide(pairs, predictions)
+    covered = joined.genome_wide.notna()
+    in_bounds = joined.distance.between(cfg["min_distance"], cfg["max_distance"])
+    print(f"{args.line}: {len(joined):,} benchmark pairs ({int(joined.label.sum()):,} positive)")
+    print(f"  covered by a genome-wide candidate: {covered.mean():.3f} ({covered.sum():,})")
+    print(
+        f"  not covered: gene not in the gene set {joined.symbol.isna().mean():.3f}; distance outside the bounds "
+        f"{(~in_bounds & joined.symbol.notna()).mean():.3f}; no overlapping candidate element "
+        f"{(~covered & in_bounds & joined.symbol.notna()).mean():.3f}"
+    )
+    evaluated = pd.read_csv(
+        run / f"results/predictions/{args.line}/{args.model}.tsv.gz", sep="\t", dtype={"pair_id": str}
+    )
+    test = evaluated[evaluated.split == "test"].set_index("pair_id").score
+    joined["evaluation"] = joined.pair_id.map(test)
+    sub = joined[covered & joined.evaluation.notna()]
+    y = sub.label.to_numpy()
+    print(f"  covered and evaluated: {len(sub):,} pairs, positive rate {y.mean():.3f}")
+    print(
+        f"  genome-wide AUPR on them {aupr(y, sub.genome_wide.to_numpy()):.3f}; evaluation test AUPR on them "
+        f"{aupr(y, sub.evaluation.to_numpy()):.3f}"
+    )
+    every = joined[joined.evaluation.notna()]
+    print(f"  evaluation test AUPR on all its pairs {aupr(every.label.to_numpy(), every.evaluation.to_numpy()):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Candidate enhancer–gene pairs of a cell line to predict genome-wide (no labels, no Hi-C).
+
+Elements: the line's peaks of `enhancer_mark` (or DNase/ATAC), merged, without those that overlap a promoter (any
+TSS of the annotation +- `promoter_flank`), as the loop path does (epiflow.pairs.candidate_enhancers). Genes: one TSS
+per gene (`one_tss_per_gene`), optionally restricted to a gene list. A pair is kept when
+``min_distance <= |element midpoint - TSS| <= max_distance`` (both bounds inclusive; midpoint = floor((start + end)
+/ 2)). Promoters are TSS +- promoter_flank clipped to the chromosome. The table has the columns of every epiflow
+pair table (epiflow.pairs.PAIR_COLUMNS) with label -1 (unknown) and fold 0; pair_id names element and gene.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from epiflow.errors import InputError
+from epiflow.pairs import PAIR_COLUMNS, candidate_enhancers, candidate_pairs
+
+log = logging.getLogger(__name__)
+
+UNLABELLED = -1  # the label of a candidate pair: not known
+
+
+def one_tss_per_gene(tss: pd.DataFrame, genes: list[str] | None = None, source: str = "annotation") -> pd.DataFrame:
+    """The 5'-most TSS of each gene (lowest on +, highest on -), on the chromosome of its first record, restricted
+    to `genes` when given (an unknown gene name is an InputError naming it). Columns chrom, tss, strand, gene."""
+    if genes is not None:
+        unknown = sorted(set(genes) - set(tss.gene))
+        if unknown:
+            raise InputError(
+                f"{source}: {len(unknown)} gene(s) of the gene list not in the annotation, e.g. {unknown[:3]} "
+                "(expected gene names as the annotation writes them)"
+            )
+        tss = tss[tss.gene.isin(set(genes))]
+    first_chrom = tss.groupby("gene", sort=False).chrom.transform("first")
+    tss = tss[tss.chrom == first_chrom]
+    five_prime = np.where(tss.strand.to_numpy() == "-", -tss.tss.to_numpy(), tss.tss.to_numpy())
+    order = np.lexsort((five_prime, tss.gene.to_numpy()))
+    picked = tss.iloc[order].drop_duplicates("gene")
+    return picked[["chrom", "tss", "strand", "gene"]].sort_values(["chrom", "tss"]).reset_index(drop=True)
+
+
+def predict_candidates(
+    peaks: pd.DataFrame,
+    tss: pd.DataFrame,
+    gene_tss: pd.DataFrame,
+    chrom_sizes: dict,
+    cell_line: str,
+    promoter_flank: int = 1000,
+    min_distance: int = 5000,
+    max_distance: int = 2_000_000,
+    source: str = "peaks",
+) -> pd.DataFrame:
+    """Every candidate element–gene pair of one cell line (see the module docstring).
+
+    peaks: chrom, start, end of the enhancer-mark peaks; tss: every TSS of the annotation (promoter exclusion);
+    gene_tss: one TSS per gene (the pair's target). Raises InputError when nothing is left."""
+    if peaks.empty:
+        raise InputError(f"{source}: no peaks (expected the {cell_line} enhancer-mark peaks)")
+    unknown = sorted(set(peaks.chrom) - set(chrom_sizes))
+    if unknown:
+        raise InputError(f"{source}: chromosome(s) {unknown[:3]} not in the genome's chrom sizes")
+    elements = candidate_enhancers(peaks, tss, promoter_flank)
+    pairs = candidate_pairs(elements, gene_tss, min_distance, max_distance)
+    if pairs.empty:
+        raise InputError(
+            f"{source}: no element–gene pairs for {cell_line} within {min_distance}-{max_distance} bp (expected peaks "
+            "and genes on the same chromosomes: check chromosome names of the tracks and the annotation)"
+        )
+    size = pairs.chrom.map(chrom_sizes).to_numpy()
+    pairs["promoter_start"] = np.maximum(pairs.tss - promoter_flank, 0)
+    pairs["promoter_end"] = np.minimum(pairs.tss + promoter_flank, size)
+    pairs["pair_id"] = (
+        pairs.chrom + ":" + pairs.enhancer_start.astype(str) + "-" + pairs.enhancer_end.astype(str) + "|" + pairs.gene
+    )
+    pairs["cell_line"], pairs["label"], pairs["fold"] = cell_line, UNLABELLED, 0
+    pairs["distance"] = pairs.distance.astype(np.int64)
+    log.info("%s: %d candidate pairs of %d elements and %d genes", cell_line, len(pairs), len(elements), len(gene_tss))
+    return pairs[PAIR_COLUMNS].sort_values(["chrom", "enhancer_start", "tss"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,165 @@
+"""The predict path in the demo workflow: the unlabelled lineE predicted genome-wide (its true links are kept aside by
+the simulation), the outputs a browser reads, reuse of the final model for one more line, and bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import copy_workflow, run_snakemake
+from epiflow.metrics import aupr
+from epiflow.predict_outputs import PREDICTION_COLUMNS, read_interact, read_predictions
+
+pytestmark = pytest.mark.slow
+CONTRACT = ["chrom", "start", "end", "name", "TargetGene", "TargetGeneTSS", "CellType", "distance", "score", "prob"]
+
+
+def predict_config(workdir: Path) -> dict:
+    return yaml.safe_load((workdir / "config/config.yaml").read_text())["predict"]
+
+
+def outputs(workdir: Path, line: str, model: str) -> Path:
+    return workdir / "results/predict" / line / model
+
+
+def test_demo_predicts_its_unlabelled_line(demo_run):
+    cfg = predict_config(demo_run)
+    assert cfg["lines"], "the demo predicts at least one line"
+    for line in cfg["lines"]:
+        for model in cfg["models"]:
+            table = read_predictions(outputs(demo_run, line, model) / "predictions.tsv.gz")
+            assert list(table.columns) == PREDICTION_COLUMNS and set(CONTRACT) <= set(table.columns)
+            assert (table.CellType == line).all() and table.prob.between(0, 1).all()
+            assert table.distance.between(cfg["candidates"]["min_distance"], cfg["candidates"]["max_distance"]).all()
+            assert 0 < table.predicted.sum() < len(table)
+            assert (table.score_sd >= 0).all() and table.score_sd.max() > 0
+
+
+def test_unlabelled_line_beats_distance_on_its_hidden_truth(demo_run):
+    """lineE's loops are in no sheet; the simulation's truth scores the predictions: a candidate is a true link when
+    its element overlaps a linked enhancer of its gene."""
+    truth = pd.read_csv(demo_run / "resources/demo/lineE/truth.tsv.gz", sep="\t", dtype={"chrom": str})
+    table = read_predictions(outputs(demo_run, "lineE", "gbm") / "predictions.tsv.gz").reset_index(drop=True)
+    links = truth[truth.label == 1]
+    merged = table.reset_index().merge(links, left_on=["chrom", "TargetGene"], right_on=["chrom", "gene"])
+    hit = (merged.start < merged.enhancer_end) & (merged.end > merged.enhancer_start)
+    y = np.zeros(len(table), int)
+    y[merged.loc[hit, "index"].unique()] = 1
+    assert y.sum() > 0.5 * len(links), "most true links are among the candidates"
+    model, distance = aupr(y, table.score.to_numpy()), aupr(y, -table.distance.to_numpy())
+    print(f"lineE AUPR gbm {model:.3f} vs distance {distance:.3f} (positive rate {y.mean():.3f}, n {len(y)})")
+    assert model > distance + 0.1 and model > 2 * y.mean()
+
+
+def test_browser_files_hold_the_calls(demo_run):
+    for line in predict_config(demo_run)["lines"]:
+        folder = outputs(demo_run, line, "gbm")
+        calls = read_predictions(folder / "predictions.threshold.tsv.gz")
+        assert calls.predicted.all() and len(calls) == read_predictions(folder / "predictions.tsv.gz").predicted.sum()
+        bedpe = pd.read_csv(folder / "predictions.bedpe.gz", sep="\t", header=None, dtype={0: str, 3: str})
+        assert sorted(zip(bedpe[0], bedpe[1], bedpe[2], bedpe[4], strict=True)) == sorted(
+            zip(calls.chrom, calls.start, calls.end, calls.TargetGeneTSS, strict=True)
+        )
+        back = read_interact(folder / "interact.bb")
+        assert sorted(zip(back.sourceStart, back.targetName, strict=True)) == sorted(
+            zip(calls.start, calls.TargetGene, strict=True)
+        )
+        genes = pd.read_csv(folder / "genes.tsv", sep="\t")
+        assert genes.n_predicted.sum() == len(calls)
+        shift = yaml.safe_load((folder / "shift.json").read_text())
+        assert set(shift["validation_lines"]) == set(shift["training_lines"])
+        assert np.isfinite(shift["distance"]["domain_probe_accuracy"])
+
+
+def test_final_model_metadata_and_no_self_training(demo_run):
+    finals = sorted((demo_run / "results/final").glob("*/gbm/meta.json"))
+    assert finals
+    for meta_path in finals:
+        meta = yaml.safe_load(meta_path.read_text())
+        assert meta_path.parent.parent.name == "+".join(meta["training_lines"])
+        assert meta["feature_columns"] and meta["config_digest"] and meta["versions"]["scikit-learn"]
+    for line in predict_config(demo_run)["lines"]:
+        calibration = yaml.safe_load((outputs(demo_run, line, "gbm") / "calibration.json").read_text())
+        assert line not in calibration["training_lines"]
+
+
+@pytest.fixture
+def run_copy(demo_run, tmp_path) -> Path:
+    """A private copy of the finished demo run (mtimes kept, so nothing reruns unless an input changes)."""
+    return Path(shutil.copytree(demo_run, tmp_path / "wf", symlinks=True))
+
+
+def add_line_like(workdir: Path, new: str, like: str = "lineE") -> str:
+    """Append tracks-sheet rows for `new` that reuse `like`'s files; returns a config overlay predicting both."""
+    sheet = workdir / "config/demo/tracks.tsv"
+    rows = [r for r in sheet.read_text().splitlines() if r.startswith(like + "\t")]
+    with sheet.open("a") as handle:
+        handle.writelines(new + r[len(like) :] + "\n" for r in rows)
+    overlay = workdir / "config/more.yaml"
+    cfg = predict_config(workdir)
+    overlay.write_text(yaml.safe_dump({"predict": {"lines": [*cfg["lines"], new]}}))
+    return str(overlay.relative_to(workdir))
+
+
+def test_one_more_line_reuses_the_final_model(run_copy):
+    overlay = add_line_like(run_copy, "lineF")
+    proc = run_snakemake(run_copy, "-n", "--configfile", overlay, "--", "results/predict/lineF/gbm/predictions.tsv.gz")
+    plan = proc.stdout + proc.stderr
+    assert "predict_candidates" in plan and "predict_score" in plan
+    assert "predict_fit" not in plan, "the final model of all labelled lines is reused, not refitted"
+    assert "train_heldout" not in plan and "features_compute" not in plan
+
+
+def failed(workdir: Path, *args: str) -> str:
+    proc = run_snakemake(workdir, *args, check=False, timeout=600)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    logs = [p.read_text(errors="replace") for p in sorted((workdir / "logs").rglob("*.log"))]
+    return "\n".join([proc.stdout, proc.stderr, *logs])
+
+
+@pytest.mark.parametrize(
+    ("overlay", "expected"),
+    [
+        ({"predict": {"lines": ["lineZ"]}}, r"predict.lines: cell line 'lineZ' has no tracks"),
+        ({"predict": {"models": ["nomodel"]}}, r"predict.models: unknown model 'nomodel'"),
+        ({"predict": {"models": ["propensity"]}}, r"predict.models: propensity .* cannot be deployed"),
+        ({"predict": {"train": ["lineA", "lineQ"]}}, r"predict.train: line\(s\) \['lineQ'\] have no row"),
+    ],
+)
+def test_bad_predict_config_stops_before_any_job(tmp_path, overlay, expected):
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(overlay))
+    text = failed(workdir, "-n", "--configfile", "bad.yaml")
+    assert pd.Series(text.splitlines()).str.contains(expected).any(), text[-3000:]
+
+
+def test_predicted_line_missing_a_mark(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    sheet = workdir / "config/demo/tracks.tsv"
+    sheet.write_text("\n".join(r for r in sheet.read_text().splitlines() if not r.startswith("lineE\tCTCF")) + "\n")
+    text = failed(workdir, "-n")
+    assert "predict.lines: lineE: mark(s) ['CTCF'] missing" in text
+
+
+def test_empty_peaks_of_a_predicted_line(run_copy):
+    peaks = run_copy / "resources/demo/lineE/H3K27ac.narrowPeak.gz"
+    peaks.write_bytes(b"")
+    text = failed(run_copy, "results/predict/lineE/candidates.tsv.gz")
+    assert "H3K27ac.narrowPeak.gz" in text and "expected at least one data line" in text
+    assert not (run_copy / "results/predict/lineE/candidates.tsv.gz").exists()
+
+
+def test_track_chromosome_names_differ_from_the_annotation(run_copy):
+    peaks = run_copy / "resources/demo/lineE/H3K27ac.narrowPeak.gz"
+    import gzip
+
+    text = gzip.decompress(peaks.read_bytes()).decode()
+    peaks.write_bytes(gzip.compress("".join(f"X{line}\n" for line in text.splitlines()).encode()))
+    out = failed(run_copy, "results/predict/lineE/candidates.tsv.gz")
+    assert "H3K27ac.narrowPeak.gz line 1" in out and "chromosome" in out
+    assert not (run_copy / "results/predict/lineE/candidates.tsv.gz").exists()
