@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import rule_directives
+
 REPO = Path(__file__).resolve().parents[1]
 ENVS = REPO / "envs"
 STAGES = [
@@ -22,6 +24,7 @@ STAGES = [
     "train",
     "calibrate",
     "report",
+    "crispr",
 ]
 
 # conda package name -> pip name, where they differ (compared case-insensitively)
@@ -39,7 +42,8 @@ STAGE_NEEDS = {
     "train": {"torch", "scikit-learn"},
     "train-cuda": {"torch", "scikit-learn"},
     "calibrate": {"scipy", "scikit-learn"},
-    "report": {"matplotlib", "jinja2", "scikit-learn"},
+    "report": {"matplotlib", "jinja2", "scikit-learn", "pybigwig", "pybigtools"},
+    "crispr": {"pyliftover", "scipy", "scikit-learn", "matplotlib"},
 }
 LIBRARY_NEEDS = {"numpy", "pandas", "pyyaml"}
 
@@ -149,21 +153,6 @@ def test_conda_directive_parser(tmp_path):
 IMPORT_TO_PIP = {"sklearn": "scikit-learn", "yaml": "pyyaml", "pybigwig": "pybigwig", "jinja2": "jinja2"}
 
 
-def rule_blocks(rule_file):
-    """(rule name, conda env literal or None, script literal or None) for each rule in a .smk file."""
-    text = rule_file.read_text()
-    starts = list(re.finditer(r"^\s*rule\s+(\w+)\s*:", text, flags=re.MULTILINE))
-    blocks = []
-    for start, end in zip(starts, starts[1:] + [None], strict=False):
-        body = text[start.end() : end.start() if end else len(text)]
-        found = {}
-        for directive in ("conda", "script"):
-            match = re.search(rf"^\s*{directive}:\s*\n?\s*[\"']([^\"']+)[\"']", body, flags=re.MULTILINE)
-            found[directive] = match.group(1) if match else None
-        blocks.append((start.group(1), found["conda"], found["script"]))
-    return blocks
-
-
 def module_file(module, package_root):
     """The .py file of an epiflow module name, or None when it is not one."""
     parts = module.split(".")
@@ -216,7 +205,8 @@ def test_rule_envs_hold_what_their_scripts_import():
         pytest.skip("no rules yet")
     checked = 0
     for rule_file in rule_files:
-        for rule, conda, script in rule_blocks(rule_file):
+        for rule, found in rule_directives(rule_file):
+            conda, script = found["conda"], found["script"]
             if not conda or not script:
                 continue
             _, packages = read_env((rule_file.parent / conda).resolve())

@@ -1,0 +1,337 @@
+"""The predict report: what the predict path wrote for each predicted line and deployed model, as one self-contained
+HTML file (figures embedded as PNG data URIs, no network).
+
+Sections: an overview of the calls and their calibration; how far each line is from the training lines (shift.json);
+whether disagreement between the leave-one-line-out fits (`score_sd`) predicts errors, on predicted lines that also
+have labels; locus figures (epiflow.loci); and, when a CRISPRi sheet is configured, the functional validation the
+crispr rules wrote. Reads only files the rules wrote, plus the screens' gene names from the CRISPRi sheet sources.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from epiflow import loci, plots
+from epiflow.io_pairs import read_pair_table
+from epiflow.io_regions import read_tads
+from epiflow.metrics import aupr, precision_recall_f1
+from epiflow.predict_outputs import read_predictions
+from epiflow.report import render
+
+log = logging.getLogger(__name__)
+
+SD_BINS = 5  # score_sd quintiles
+TOP_FEATURES = 8  # most shifted features shown per line
+SCREEN_GENES = 12  # locus figures of a line's CRISPRi-screened genes, at most
+
+
+@dataclass
+class PredictReportInputs:
+    """Paths the predict report reads. predictions / genes / calibration / shift / meta: (line, model) -> path;
+    pairs: labelled predicted line -> pair table; tracks: line -> {mark: bigWig}; tads: training line -> TAD file;
+    crispr: [{name, cell_line, summary, pr_curves, by_distance, screen}] (empty without a CRISPRi sheet)."""
+
+    predictions: dict
+    genes: dict
+    calibration: dict
+    shift: dict
+    meta: dict
+    pairs: dict = field(default_factory=dict)
+    tracks: dict = field(default_factory=dict)
+    tads: dict = field(default_factory=dict)
+    crispr: list = field(default_factory=list)
+
+
+# ---- (a) overview ---------------------------------------------------------------------------------------------------
+def overview_row(line: str, model: str, predictions: pd.DataFrame, notes: dict, meta: dict) -> dict:
+    """One row of the overview: candidates, calls, threshold and its rule, calibration method, label-shift
+    estimator with the estimated genome-wide positive rate next to the validation (benchmark) rate."""
+    return {
+        "line": line,
+        "model": model,
+        "training_lines": ", ".join(meta.get("training_lines") or notes.get("training_lines") or []),
+        "candidates": len(predictions),
+        "calls": int(predictions.predicted.sum()),
+        "threshold": notes.get("threshold", np.nan),
+        "threshold_rule": notes.get("threshold_rule", ""),
+        "method": notes.get("method", ""),
+        "estimator": notes.get("label_shift_estimator", ""),
+        "reweighted": bool(notes.get("label_shift_applied", False)),
+        "estimate": notes.get("test_prior_estimate", np.nan),
+        "other_estimates": {
+            k.removeprefix("test_prior_"): v
+            for k, v in sorted(notes.items())
+            if k.startswith("test_prior_")
+            and k != "test_prior_estimate"
+            and k.removeprefix("test_prior_") != notes.get("label_shift_estimator")
+        },
+        "validation_rate": notes.get("val_prior", np.nan),
+        "mean_prob": float(predictions.prob.mean()) if len(predictions) else np.nan,
+    }
+
+
+# ---- (b) shift ------------------------------------------------------------------------------------------------------
+def shift_section(line: str, record: dict) -> dict:
+    """Figures (W1 raw / normalized, domain probe: the line vs each validation line), the most shifted features and
+    the warning of one line's shift.json."""
+    rows = {f"{line} (predicted)": record["distance"]}
+    rows |= {f"{v} (validation)": r for v, r in sorted(record.get("validation_lines", {}).items())}
+    w1 = {k: {"raw": r["w1_raw"], "normalized": r["w1_normalized"]} for k, r in rows.items()}
+    probe = {k: {"accuracy": r["domain_probe_accuracy"]} for k, r in rows.items()}
+    features = pd.DataFrame(record.get("features") or [], columns=["feature", "w1_raw", "w1_normalized"])
+    top = features.sort_values("w1_raw", ascending=False, kind="stable").head(TOP_FEATURES)
+    return {
+        "line": line,
+        "distance": record["distance"],
+        "beyond": record.get("beyond_validation_range") or [],
+        "warning": record.get("warning"),
+        "features": top.to_dict("records"),
+        "figures": {
+            "w1": plots.data_uri(plots.bars(w1, f"{line}: mean W1 from the other lines", "W1 (SD units)")),
+            "probe": plots.data_uri(
+                plots.bars(probe, f"{line}: domain probe vs the other lines", "accuracy (chance 0.5)")
+            ),
+        },
+    }
+
+
+# ---- (c) disagreement -----------------------------------------------------------------------------------------------
+def overlap_matches(pairs: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(pair row, prediction row) of every prediction on a pair's chromosome, for the pair's gene (TargetGene ==
+    gene), whose element overlaps the pair's enhancer [enhancer_start, enhancer_end) by >= 1 base. Rows are
+    positions. A sorted search per (chromosome, gene), no pair x prediction loop."""
+    keys = pd.MultiIndex.from_arrays([pairs.chrom.astype(str), pairs.gene.astype(str)])
+    groups = keys.unique()
+    pair_group = groups.get_indexer(keys)
+    pred_keys = pd.MultiIndex.from_arrays([predictions.chrom.astype(str), predictions.TargetGene.astype(str)])
+    pred_group = groups.get_indexer(pred_keys)
+    start, end = predictions.start.to_numpy(np.int64), predictions.end.to_numpy(np.int64)
+    keep = np.flatnonzero(pred_group >= 0)
+    order = keep[np.lexsort((start[keep], pred_group[keep]))]
+    if not len(order):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    longest = int((end[order] - start[order]).max())
+    p_start, p_end = pairs.enhancer_start.to_numpy(np.int64), pairs.enhancer_end.to_numpy(np.int64)
+    span = int(max(end.max(), p_end.max())) + 1
+    key = pred_group[order] * span + start[order]
+    # a prediction overlaps only if it starts after start - longest and before end
+    lo = np.searchsorted(key, pair_group * span + np.maximum(p_start - longest + 1, 0), "left")
+    hi = np.searchsorted(key, pair_group * span + p_end, "left")
+    counts = np.maximum(hi - lo, 0)
+    owner = np.repeat(np.arange(len(pairs)), counts)
+    hit = order[lo[owner] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)]
+    overlap = (end[hit] > p_start[owner]) & (start[hit] < p_end[owner])
+    return owner[overlap], hit[overlap]
+
+
+def join_pairs(predictions: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Each labelled pair with the prediction of highest prob among those matching it (overlap_matches) and that
+    prediction's score_sd; `matched` False (prob, score_sd NaN) where none matches. Columns: pair_id, label,
+    distance, prob, score_sd, matched."""
+    owner, hit = overlap_matches(pairs, predictions)
+    found = pd.DataFrame(
+        {"owner": owner, "prob": predictions.prob.to_numpy()[hit], "score_sd": predictions.score_sd.to_numpy()[hit]}
+    )
+    best = found.sort_values(["owner", "prob"], ascending=[True, False], kind="stable").drop_duplicates("owner")
+    out = pairs[["pair_id", "label", "distance"]].reset_index(drop=True)
+    out["prob"] = np.nan
+    out["score_sd"] = np.nan
+    out.loc[best.owner.to_numpy(), "prob"] = best.prob.to_numpy()
+    out.loc[best.owner.to_numpy(), "score_sd"] = best.score_sd.to_numpy()
+    out["matched"] = out.prob.notna()
+    return out
+
+
+def disagreement_bins(joined: pd.DataFrame, threshold: float, n_bins: int = SD_BINS) -> pd.DataFrame:
+    """Matched pairs of join_pairs in equal-count bins of score_sd (ties split by pair order): per bin n, n_pos,
+    called (prob >= threshold), precision (NaN without a call), recall, aupr, and the bin's score_sd range."""
+    matched = joined[joined.matched].reset_index(drop=True)
+    columns = ["bin", "sd_lo", "sd_hi", "n", "n_pos", "called", "precision", "recall", "aupr", "pos_rate"]
+    if matched.empty:
+        return pd.DataFrame(columns=columns)
+    k = min(int(n_bins), len(matched))
+    rank = matched.score_sd.rank(method="first").to_numpy()
+    matched["bin"] = np.minimum(((rank - 1) * k // len(matched)).astype(int), k - 1) + 1
+    rows = []
+    for b, group in matched.groupby("bin", sort=True):
+        y, p = group.label.to_numpy(np.int64), group.prob.to_numpy(np.float64)
+        precision, recall, _ = precision_recall_f1(y, p, threshold)
+        called = int((p >= threshold).sum())
+        rows.append(
+            {
+                "bin": int(b),
+                "sd_lo": float(group.score_sd.min()),
+                "sd_hi": float(group.score_sd.max()),
+                "n": len(group),
+                "n_pos": int(y.sum()),
+                "called": called,
+                "precision": precision if called else np.nan,
+                "recall": recall if y.sum() else np.nan,
+                "aupr": aupr(y, p),
+                "pos_rate": float(y.mean()),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def disagreement_table(predictions: pd.DataFrame, pairs: pd.DataFrame, threshold: float, n_bins: int = SD_BINS):
+    """Precision at `threshold`, recall and AUPR per score_sd quintile of the labelled pairs the predictions cover
+    (join_pairs then disagreement_bins)."""
+    return disagreement_bins(join_pairs(predictions, pairs), threshold, n_bins)
+
+
+def disagreement_figure(table: pd.DataFrame, title: str) -> bytes:
+    """Precision at the threshold and AUPR per score_sd bin, the bin's positive rate dashed."""
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(plots.STYLE):
+        fig, ax = plt.subplots()
+        x = table.bin.to_numpy()
+        for i, (column, name) in enumerate((("precision", "precision at threshold"), ("aupr", "AUPR"))):
+            ax.plot(x, table[column], marker="o", ms=3, lw=1.2, color=plots.COLORS[i], label=name)
+        ax.plot(x, table.pos_rate, color="0.5", lw=1, ls="--", label="positive rate")
+        labels = [f"Q{b}\n≤ {hi:.2g}" for b, hi in zip(table.bin, table.sd_hi, strict=True)]
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set(xlabel="score_sd bin (low → high disagreement)", ylabel="precision / AUPR", title=title, ylim=(0, 1.02))
+        ax.legend(frameon=False, fontsize=7)
+        return plots.to_png(fig)
+
+
+def disagreement_section(line: str, model: str, predictions, pairs, threshold: float) -> dict:
+    joined = join_pairs(predictions, pairs)
+    table = disagreement_bins(joined, threshold)
+    positives = joined.label == 1
+    section = {
+        "line": line,
+        "model": model,
+        "threshold": threshold,
+        "n_pairs": len(joined),
+        "coverage": float(joined.matched.mean()) if len(joined) else np.nan,
+        "coverage_pos": float(joined.matched[positives].mean()) if positives.any() else np.nan,
+        "rows": table.to_dict("records"),
+        "figure": None,
+    }
+    if len(table):
+        section["figure"] = plots.data_uri(disagreement_figure(table, f"{line} / {model}: by score_sd"))
+    return section
+
+
+# ---- (d) loci -------------------------------------------------------------------------------------------------------
+def safe_name(gene: str) -> str:
+    """A gene name usable as a file name."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", gene)
+
+
+# ---- (e) CRISPRi ----------------------------------------------------------------------------------------------------
+def crispr_sentence(row: dict) -> str:
+    """Whether a predictor beats the best baseline: its paired AUPR difference's interval excludes 0."""
+    name, best = row["predictor"], row.get("best_baseline")
+    delta, lo, hi = (row.get(k, np.nan) for k in ("delta_aupr", "delta_aupr_lo", "delta_aupr_hi"))
+    if not best or not isinstance(best, str) or not np.isfinite([delta, lo, hi]).all():
+        return f"{name}: AUPR {row['aupr']:.3f}; no paired difference to a baseline in summary.tsv."
+    numbers = (
+        f"AUPR {row['aupr']:.3f} vs {best} {row['aupr'] - delta:.3f}, paired difference {delta:+.3f} "
+        f"(95% interval {lo:+.3f} to {hi:+.3f})"
+    )
+    if lo > 0:
+        return f"{name} beats the best baseline ({best}): {numbers}, the interval excludes 0."
+    if hi < 0:
+        return f"{name} does not beat the best baseline ({best}): {numbers}; it is worse, the interval lies below 0."
+    return f"{name} does not beat the best baseline ({best}): {numbers}, the interval includes 0."
+
+
+def crispr_section(screen: dict) -> dict:
+    """The summary table, the sentences of every non-baseline predictor and the figures of one screen."""
+    summary = pd.read_csv(screen["summary"], sep="\t")
+    for column in ("delta_aupr", "delta_aupr_lo", "delta_aupr_hi", "best_baseline"):
+        if column not in summary:
+            summary[column] = np.nan
+    summary["matched_fraction"] = summary.matched / summary.n.where(summary.n > 0)
+    rows = summary.to_dict("records")
+    return {
+        "name": screen["name"],
+        "line": screen["cell_line"],
+        "rows": rows,
+        "sentences": [crispr_sentence(r) for r in rows if not str(r["predictor"]).startswith("baseline_")],
+        "figures": {k: plots.data_uri(Path(screen[k]).read_bytes()) for k in ("pr_curves", "by_distance")},
+    }
+
+
+def screen_genes(screens: list[dict], line: str, limit: int = SCREEN_GENES) -> list[str]:
+    """The genes the CRISPRi screens of `line` measured, those with the most regulated elements first (then the most
+    tested pairs, then file order), at most `limit`: a screen of hundreds of genes would bury the page."""
+    from epiflow.crispr import read_crispr
+
+    tables = [read_crispr(s["screen"])[0] for s in screens if s["cell_line"] == line and s.get("screen")]
+    if not tables:
+        return []
+    pairs = pd.concat(tables, ignore_index=True)
+    per_gene = pairs.groupby("gene", sort=False).agg(n_pos=("label", "sum"), n=("label", "size")).reset_index()
+    ranked = per_gene.sort_values(["n_pos", "n"], ascending=False, kind="stable")
+    return ranked.gene.head(limit).tolist()
+
+
+# ---- the report -----------------------------------------------------------------------------------------------------
+def line_loci(line, model, predictions, inputs, meta, threshold, options, screens, loci_dir) -> list[dict]:
+    """Locus figures of one line x model (written under loci_dir/line/model/ when given) as page entries."""
+    cfg = options.get("loci") or {}
+    genes_table = pd.read_csv(inputs.genes[(line, model)], sep="\t", dtype={"TargetGene": str})
+    genes = loci.choose_genes(
+        genes_table, predictions, cfg.get("genes") or [], int(cfg.get("top", 3)), screen_genes(screens, line)
+    )
+    tads = {
+        c: read_tads(inputs.tads[c], chrom_map=options.get("chrom_map"))
+        for c in meta.get("training_lines", [])
+        if c in inputs.tads
+    }
+    flank, out = int(cfg.get("flank", 50_000)), []
+    for gene in genes:
+        title = f"{gene} ({line}, {model})"
+        png = loci.gene_locus(gene, predictions, inputs.tracks[line], tads, threshold, flank, title)
+        if loci_dir is not None:
+            path = Path(loci_dir) / line / model / f"{safe_name(gene)}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+        out.append({"gene": gene, "title": title, "src": plots.data_uri(png)})
+    return out
+
+
+def build_predict_report(inputs: PredictReportInputs, template, out_path, options: dict, loci_dir=None) -> dict:
+    """Write the predict report (and, when loci_dir is given, its locus figures as PNG files). `options`: loci
+    {genes, top, flank}, chrom_map. Returns the page's context (figures as data URIs; for logs and tests)."""
+    overview, disagreement, locus = [], [], []
+    shifts = {}
+    for line, model in inputs.predictions:
+        predictions = read_predictions(inputs.predictions[(line, model)])
+        notes = json.loads(Path(inputs.calibration[(line, model)]).read_text())
+        meta = json.loads(Path(inputs.meta[(line, model)]).read_text())
+        overview.append(overview_row(line, model, predictions, notes, meta))
+        if line not in shifts:  # the distance is the same for every model of a line (features, not scores)
+            shifts[line] = shift_section(line, json.loads(Path(inputs.shift[(line, model)]).read_text()))
+        threshold = float(notes["threshold"])
+        if line in inputs.pairs:
+            pairs = read_pair_table(inputs.pairs[line])
+            disagreement.append(disagreement_section(line, model, predictions, pairs, threshold))
+        figures = line_loci(line, model, predictions, inputs, meta, threshold, options, inputs.crispr, loci_dir)
+        locus.append({"line": line, "model": model, "figures": figures})
+        log.info("%s / %s: %d candidates, %d locus figures", line, model, len(predictions), len(figures))
+    if loci_dir is not None:
+        Path(loci_dir).mkdir(parents=True, exist_ok=True)
+    context = {
+        "overview": overview,
+        "shifts": list(shifts.values()),
+        "disagreement": disagreement,
+        "loci": locus,
+        "crispr": [crispr_section(s) for s in inputs.crispr],
+        "crispr_configured": bool(inputs.crispr),
+    }
+    Path(out_path).write_text(render(template, context), encoding="utf-8")
+    log.info("wrote %s", out_path)
+    return context
