@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "resources/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/simulate.smk"
 include: "rules/download.smk"
@@ -17,6 +20,8 @@ include: "rules/tracks.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/calibrate.smk"
+include: "rules/predict.smk"
+include: "rules/crispr.smk"
 include: "rules/report.smk"
 
 
@@ -24,3 +29,4 @@ rule all:
     default_target: True
     input:
         final_targets(),
+        predict_targets(),

@@ -8,8 +8,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from epiflow.models import available_models  # noqa: E402
-from epiflow.train import check_model_params  # noqa: E402
+from epiflow.models import available_models, model_params, unknown_params  # noqa: E402
+from epiflow.train import check_model_params, training_lines  # noqa: E402
+from epiflow.models.trainer import TorchModel  # noqa: E402
 
 CONFIG_FILE = ", ".join(str(f) for f in workflow.overwrite_configfiles) or "config/config.yaml"
 validate(config, "../config/schemas/config.schema.yaml")
@@ -28,7 +29,8 @@ def load_sheet(key, schema, unique):
     if not os.path.exists(path):
         config_error(key, f"sheet {path} not found")
     sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
-    for column in ("cell_line", "source", "format") + (("mark",) if key == "tracks" else ()):
+    required = {"tracks": ("cell_line", "mark", "source", "format"), "crispr": ("name", "cell_line", "source", "build")}
+    for column in required.get(key, ("cell_line", "source", "format")):
         if column not in sheet.columns:
             raise WorkflowError(
                 f"{path} line 1: missing column {column!r} in the header {list(sheet.columns)} (expected it there)"
@@ -60,13 +62,27 @@ def load_sheet(key, schema, unique):
 PAIRS = load_sheet("pairs", "../config/schemas/pairs.schema.yaml", ["cell_line"])
 TRACKS = load_sheet("tracks", "../config/schemas/tracks.schema.yaml", ["cell_line", "mark"])
 TADS = load_sheet("tads", "../config/schemas/tads.schema.yaml", ["cell_line"])
+# CRISPRi screens (EPCrisprBenchmark TSVs) scored against the predict path's outputs (rules/crispr.smk)
+CRISPR = load_sheet("crispr", "../config/schemas/crispr.schema.yaml", ["name"])
 
 CELL_LINES = list(PAIRS.cell_line)
+TRACK_LINES = list(dict.fromkeys(TRACKS.cell_line))  # labelled and predicted lines: every line with tracks
 MARKS = list(config["marks"])
 MODELS = list(config["models"])
 PROTOCOL = config["protocol"]
 HELDOUT = list(PROTOCOL.get("test") or CELL_LINES)
 TRAIN = PROTOCOL.get("train")
+
+
+def check_model_param_names():
+    """Every `model_params` entry names a registered model, and each of its keys (and `grid` keys) a parameter of it
+    (config/README.md lists them)."""
+    for model, params in config["model_params"].items():
+        if model not in available_models():
+            config_error(f"model_params.{model}", f"unknown model (expected among {sorted(available_models())})")
+        for key in unknown_params(model, params):
+            known = ", ".join(model_params(model))
+            config_error(f"model_params.{model}.{key}", f"unknown parameter of {model} (expected one of: {known})")
 
 
 def check_config():
@@ -87,6 +103,7 @@ def check_config():
     unknown = [m for m in MODELS if m not in available_models()]
     if unknown:
         config_error("models", f"unknown model(s) {unknown} (expected among {sorted(available_models())})")
+    check_model_param_names()
     for model in MODELS:
         try:
             check_model_params(model, config["model_params"].get(model, {}))
@@ -177,7 +194,7 @@ def check_local_source(where, source, path, sha256):
 def check_sources():
     """Every sheet row's and reference source's local file exists and matches its checksum; fold chromosomes
     are in a local chrom sizes file (else pairs_extract checks them once the chrom sizes are built)."""
-    for sheet in (PAIRS, TRACKS, TADS):
+    for sheet in (PAIRS, TRACKS, TADS, CRISPR):
         for i, row in (sheet if sheet is not None else pd.DataFrame()).iterrows():
             where = f"{row['sheet']} line {i + 2}"
             check_local_source(where, row["source"], row_path(row), row.get("sha256") or None)
@@ -207,7 +224,8 @@ def track_format(cell_line, mark):
 
 
 def training_lines_of(heldout):
-    return [c for c in (TRAIN or CELL_LINES) if c != heldout]
+    """The training cell lines of a held-out line under this config's protocol."""
+    return training_lines(CELL_LINES, heldout, TRAIN)
 
 
 def model_uses_gpu(model):
@@ -243,3 +261,187 @@ def final_targets():
         "results/metrics/summary.tsv",
         *expand("results/predictions/{heldout}/{model}.tsv.gz", heldout=HELDOUT, model=MODELS),
     ]
+
+
+# ---- predict path (rules/predict.smk)
+validate(config, "../config/schemas/predict.schema.yaml")
+PREDICT = config["predict"]
+PREDICT_LINES = list(PREDICT["lines"] or [])
+PREDICT_MODELS = list(PREDICT["models"] or [])
+PREDICT_TRAIN = list(PREDICT["train"] or CELL_LINES)
+CANDIDATES = PREDICT["candidates"]
+GENE_ANNOTATION = source_path(CANDIDATES["annotation"]) if CANDIDATES.get("annotation") else None
+GENE_LIST = source_path(CANDIDATES["genes"]) if CANDIDATES.get("genes") else None
+
+
+def predict_needs_profiles():
+    """Profiles only when a deployed model reads them (networks); they are most of the feature bytes."""
+    return any(issubclass(available_models()[m], TorchModel) for m in PREDICT_MODELS)
+
+
+def predict_training_lines(line):
+    """The labelled lines a predicted line's final model is fitted on: never the line itself."""
+    return [c for c in PREDICT_TRAIN if c != line]
+
+
+def final_dir(line, model):
+    return f"results/final/{'+'.join(sorted(predict_training_lines(line)))}/{model}"
+
+
+def check_predict():
+    """Cross-checks of the predict config and the sheets that no schema can express (before any job)."""
+    mark = CANDIDATES["enhancer_mark"]
+    for line in PREDICT_LINES:
+        have = set(TRACKS.loc[TRACKS.cell_line == line, "mark"])
+        if not have:
+            config_error("predict.lines", f"cell line {line!r} has no tracks in the tracks sheet {config['tracks']}")
+        missing = [m for m in MARKS if m not in have]
+        if missing:
+            config_error(
+                "predict.lines",
+                f"{line}: mark(s) {missing} missing in {config['tracks']} (the final models need every mark of "
+                f"`marks`: {MARKS})",
+            )
+        if track_format(line, mark) not in ("narrowpeak", "broadpeak"):
+            config_error(
+                "predict.candidates.enhancer_mark",
+                f"{line}: {mark} must be a narrowpeak/broadpeak track (its peaks are the candidate elements), "
+                f"got {track_format(line, mark)!r} in {config['tracks']}",
+            )
+        if len(predict_training_lines(line)) < 2:
+            config_error("predict.train", f"{line}: needs >= 2 labelled training lines other than itself")
+    unknown = [c for c in PREDICT_TRAIN if c not in CELL_LINES]
+    if unknown:
+        config_error("predict.train", f"line(s) {unknown} have no row in the pairs sheet {config['pairs']}")
+    for model in PREDICT_MODELS:
+        if model not in available_models():
+            config_error("predict.models", f"unknown model {model!r} (expected among {sorted(available_models())})")
+        if model in ("propensity",):
+            config_error("predict.models", f"{model} scores loci seen in training and cannot be deployed")
+        try:
+            check_model_params(model, config["model_params"].get(model, {}))
+        except (KeyError, ValueError) as error:
+            config_error(f"model_params.{model}", str(error.args[0] if error.args else error))
+    for key, path in (("annotation", GENE_ANNOTATION), ("genes", GENE_LIST)):
+        if path and "://" not in CANDIDATES[key] and not os.path.exists(path):
+            config_error(f"predict.candidates.{key}", f"{path} not found (expected a file)")
+
+    for i, row in (CRISPR if CRISPR is not None else pd.DataFrame()).iterrows():
+        if row["cell_line"] not in PREDICT_LINES:
+            raise WorkflowError(
+                f"{row['sheet']} line {i + 2}: screen {row['name']!r} of cell line {row['cell_line']!r}, which has no "
+                f"predictions (expected a line of predict.lines: {PREDICT_LINES})"
+            )
+
+
+check_predict()
+
+
+def crispr_prediction_files(name):
+    """{model: predictions file} of the screened line, for every deployed model."""
+    line = CRISPR.set_index("name").at[name, "cell_line"]
+    return {m: f"results/predict/{line}/{m}/predictions.tsv.gz" for m in PREDICT_MODELS}
+
+
+def predict_targets():
+    screens = [] if CRISPR is None else expand("results/crispr/{name}/summary.tsv", name=CRISPR.name)
+    html = ["results/report/predict.html"] if PREDICT_LINES else []  # rules/report.smk, rule report_predict
+    outputs = expand(
+        "results/predict/{line}/{model}/{output}",
+        line=PREDICT_LINES,
+        model=PREDICT_MODELS,
+        output=[
+            "predictions.tsv.gz",
+            "predictions.threshold.tsv.gz",
+            "predictions.bedpe.gz",
+            "interact.bb",
+            "genes.tsv",
+            "shift.json",
+        ],
+    )
+    return screens + html + outputs
+
+
+def final_model_params(wildcards):
+    """The model's config params, with the pair-table-dependent counts excluded (see predict.exclude_columns)."""
+    params = dict(config["model_params"].get(wildcards.model, {}))
+    extra = list(PREDICT.get("exclude_columns") or [])
+    if extra:
+        params["exclude_columns"] = list(params.get("exclude_columns") or []) + extra
+    return params
+
+
+def final_inputs(wildcards):
+    lines = wildcards.train_key.split("+")
+    return {
+        "pairs": expand("results/pairs/{cell}.tsv.gz", cell=lines),
+        "features": expand("results/features/{cell}.npz", cell=lines),
+        "tads": [TAD_SOURCES[c] for c in lines if c in TAD_SOURCES],
+    }
+
+
+def score_inputs(wildcards):
+    final = final_dir(wildcards.line, wildcards.model)
+    lines = predict_training_lines(wildcards.line)
+    return {
+        "candidates": f"results/predict/{wildcards.line}/candidates.tsv.gz",
+        "features": f"results/predict/{wildcards.line}/features",
+        "model": f"{final}/model.pkl",
+        "validation": f"{final}/validation.tsv.gz",
+        "meta": f"{final}/meta.json",
+        # the final model's training lines' Hi-C only: the topology prior (never the predicted line's own)
+        "tads": [TAD_SOURCES[c] for c in lines if c in TAD_SOURCES],
+    }
+
+
+# ---- CRISPRi benchmarks (rules/crispr.smk)
+CRISPR_OPTIONS = config.get("crispr_options") or {}
+# external predictors (ABC, ENCODE-rE2G, ...): registered at parse time so a URL source gets its download job
+CRISPR_PREDICTORS = [p | {"source": source_path(p["source"])} for p in config.get("crispr_predictors") or []]
+CRISPR_CHAINS = {key: source_path(path) for key, path in (config.get("liftover") or {}).items() if path}
+
+
+def crispr_row(name):
+    rows = CRISPR[CRISPR.name == name] if CRISPR is not None else []
+    if len(rows) != 1:
+        raise WorkflowError(f"crispr: no single row named {name!r} in the crispr sheet {config.get('crispr')}")
+    return rows.iloc[0]
+
+
+def crispr_reference_build():
+    build = (config.get("reference") or {}).get("build")
+    if not build:
+        raise WorkflowError(f"{CONFIG_FILE}: reference.build: not set (expected hg19, hg38 or sim for crispr)")
+    return build
+
+
+def crispr_chain_key(build):
+    """The `liftover` config key of the chain from `build` to the reference build, e.g. hg38ToHg19."""
+    reference = crispr_reference_build()
+    if "sim" in (build, reference):
+        raise WorkflowError(f"crispr: cannot lift between {build} and {reference} (the simulated genome has no chain)")
+    key = f"{build}To{reference[0].upper()}{reference[1:]}"
+    if key not in CRISPR_CHAINS:
+        raise WorkflowError(f"{CONFIG_FILE}: liftover.{key}: not set (needed to lift {build} to {reference})")
+    return key
+
+
+def crispr_external(name):
+    """The external predictors of the screen's cell line."""
+    return [p for p in CRISPR_PREDICTORS if p["cell_line"] == crispr_row(name)["cell_line"]]
+
+
+def crispr_chains(name):
+    """{source build: chain path} for the screen and every external predictor not in the reference build."""
+    builds = {crispr_row(name)["build"]} | {p["build"] for p in crispr_external(name)}
+    return {b: CRISPR_CHAINS[crispr_chain_key(b)] for b in sorted(builds) if b != crispr_reference_build()}
+
+
+def crispr_inputs(wildcards):
+    return {
+        "screen": row_path(crispr_row(wildcards.name)),
+        "tss": "results/reference/tss.tsv.gz",
+        "predictions": list(crispr_prediction_files(wildcards.name).values()),
+        "external": [p["source"] for p in crispr_external(wildcards.name)],
+        "chains": list(crispr_chains(wildcards.name).values()),
+    }

@@ -34,3 +34,35 @@ def test_shipped_config_plans(workflow, name):
     assert "simulate_demo" in planned and "report" in planned
     for model in ("epinet_screen", "epinet_screen_gbm", "gbm_screen", "epinet_cdann", "epinet_cip"):
         assert f"model={model}" in planned, model
+
+
+@pytest.fixture(scope="module")
+def real_workflow(tmp_path_factory, shared_data):
+    """A copy of the workflow with ../shared beside it, as in the repository (the real configs read it by path)."""
+    root = tmp_path_factory.mktemp("real_configs")
+    (root / "shared").symlink_to(shared_data.parent)
+    return copy_workflow(root / "wf")
+
+
+def test_predict_hg19_plans(real_workflow):
+    proc = run_snakemake(
+        real_workflow, "-n", "--configfile", "config/predict_hg19.yaml", "--config", "mirror=../shared/data"
+    )
+    planned = proc.stdout + proc.stderr
+    # one final model per predicted labelled line (left out of its own) and one for HUVEC (all four lines)
+    for key in ("GM12878+HeLa-S3+IMR90", "GM12878+HeLa-S3+K562", "HeLa-S3+IMR90+K562", "GM12878+HeLa-S3+IMR90+K562"):
+        assert f"train_key={key}" in planned, key
+    assert "train_key=GM12878+IMR90+K562" not in planned, "HeLa-S3 is not predicted"
+    for line in ("K562", "GM12878", "IMR90", "HUVEC"):
+        assert f"line={line}, model=gbm" in planned, line
+    assert "name=K562_odd_chroms" in planned and "name=GM12878_heldout" in planned
+
+
+def test_user_template_plans(real_workflow):
+    overlay = real_workflow / "config/my_line.yaml"
+    overlay.write_text("predict:\n  lines: [HUVEC]\n")
+    proc = run_snakemake(
+        real_workflow, "-n", "--configfile", "config/template.yaml", str(overlay), "--config", "mirror=../shared/data"
+    )
+    planned = proc.stdout + proc.stderr
+    assert "line=HUVEC, model=gbm" in planned and "train_key=GM12878+HeLa-S3+IMR90+K562" in planned

@@ -92,6 +92,15 @@ def test_run_is_fast_enough(demo_run):
         (lambda c: c["protocol"].update(train=["lineA", "lineB"], test=["lineB"]), r"also listed in train"),
         (lambda c: c["model_params"].update(gbm={"ensemble": 0}), r"model_params\.gbm: gbm: ensemble must be a whole"),
         (
+            lambda c: c["model_params"].update(gbm={"max_iters": 50}),
+            r"model_params\.gbm\.max_iters: unknown parameter of gbm \(expected one of: max_iter, learning_rate",
+        ),
+        (
+            lambda c: c["model_params"].update(epinet_small={"grid": {"learning_rate": [0.1]}}),
+            r"model_params\.epinet_small\.grid\.learning_rate: unknown parameter of epinet_small",
+        ),
+        (lambda c: c["model_params"].update(gbmm={}), r"model_params\.gbmm: unknown model \(expected among"),
+        (
             lambda c: c["model_params"].update(epinet_small={"screen_marks": True, "screen_with": "forest"}),
             r"model_params\.epinet_small: unknown model 'forest'",
         ),
