@@ -8,15 +8,11 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
-import torch  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
-
-from epiflow.gpu import device_slot  # noqa: E402
+from epiflow.gpu import device_slot, limit_threads  # noqa: E402
 from epiflow.train import load_heldout_data, run_heldout  # noqa: E402
 
 sm = snakemake  # noqa: F821
-torch.set_num_threads(sm.threads)
-threadpool_limits(sm.threads)  # OpenMP/BLAS (HistGradientBoosting) thrash when oversubscribed
+limit_threads(sm.threads)
 lines = sm.params.heldout_lines
 heldout, train_lines = lines[0], lines[1:]
 data = load_heldout_data(

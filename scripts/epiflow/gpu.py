@@ -59,3 +59,12 @@ def device_slot(
         if time.monotonic() > deadline:
             raise TimeoutError(f"no free GPU slot in {lock_dir} after {timeout} s")
         time.sleep(poll)
+
+
+def limit_threads(n: int) -> None:
+    """Hold torch and the OpenMP/BLAS pools (HistGradientBoosting) to a job's `threads`: oversubscribed, they thrash."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(n)

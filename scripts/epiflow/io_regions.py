@@ -103,6 +103,11 @@ _GENE_ATTRS = [
 ]
 
 
+def read_tads_by_line(lines: list[str], paths: list, chrom_map: ChromMap = None) -> dict[str, pd.DataFrame]:
+    """Line -> its TAD list, for lines and paths given in the same order (a rule's params and inputs)."""
+    return {line: read_tads(path, chrom_map=chrom_map) for line, path in zip(lines, paths, strict=True)}
+
+
 def _tss_format(path, fmt: str | None) -> str:
     if fmt is not None:
         fmt = fmt.lower()

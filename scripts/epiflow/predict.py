@@ -160,6 +160,28 @@ def check_columns(line: str, final: FinalModel, columns: list[str], source: str)
         )
 
 
+def score_candidates(final: FinalModel, line: str, candidates: pd.DataFrame, feature_files, tads: dict):
+    """(score, score_sd) of every candidate, one chromosome's feature file (predict_features) at a time, with the
+    topology prior of the final model's training lines' TADs (`tads`: line -> domains; never the line's own)."""
+    from epiflow.features import load_features
+    from epiflow.train import add_topology
+
+    score, spread = np.full(len(candidates), np.nan), np.full(len(candidates), np.nan)
+    position = pd.Series(np.arange(len(candidates)), index=candidates.pair_id.to_numpy())
+    for path in feature_files:
+        feats = load_features(path)
+        rows = position.loc[feats["pair_id"]].to_numpy()
+        profile = feats["profile"] if feats["profile"].shape[-1] else None
+        frame = candidates.iloc[rows].reset_index(drop=True)
+        data = {line: PairData(frame, feats["values"], list(feats["columns"]), profile, feats.get("seq"))}
+        data = add_topology(data, tads, heldout=line)[line]
+        check_columns(line, final, data.columns, str(path))
+        score[rows], spread[rows] = final.score(data)
+    if np.isnan(score).any():
+        raise ValueError(f"{int(np.isnan(score).sum())} candidates of {line} have no features; rerun predict_features")
+    return score, spread
+
+
 def calibrate_candidates(final: FinalModel, line: str, scores: np.ndarray, cfg: dict) -> tuple[np.ndarray, dict]:
     """Calibrated probabilities of a line's candidate scores and the calibration notes (method, label-shift
     estimator, the line's estimated positive rate, threshold), fitted on the final model's validation rows only."""
