@@ -404,3 +404,44 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
     assert {"score.abc", "matched.abc", "score.gbm", "label", "gene", "distance"} <= set(written.columns)
     for png in ("pr_curves", "by_distance_png"):
         assert Path(out[png]).read_bytes()[:4] == b"\x89PNG"
+
+
+# ---- a screen as labelled pairs (pairs sheet `format: crispr`) -----------------------------------------------
+def test_screen_as_labelled_pairs(tmp_path):
+    from epiflow.io_pairs import CRISPR_PROMOTER_FLANK, read_pairs
+
+    path = write_screen(tmp_path / "screen.tsv")
+    screen, _ = crispr.read_crispr(path, "K562")
+    pairs = read_pairs(path, "crispr", "K562", known_chroms={"chr1": 10**8, "chr2": 10**8, "chr3": 10**8})
+    known = screen[screen.gene_tss >= 0]
+    assert len(pairs) == len(known.drop_duplicates(["chrom", "start", "end", "gene_tss"]))
+    assert pairs.label.sum() == known.drop_duplicates(["chrom", "start", "end", "gene_tss"]).label.sum()
+    assert ((pairs.promoter_end - pairs.promoter_start) <= 2 * CRISPR_PROMOTER_FLANK).all()
+    assert (pairs.cell_line == "K562").all() and set(pairs.label) <= {0, 1}
+    with pytest.raises(InputError, match="CellType"):
+        read_pairs(path, "crispr", "GM12878")
+
+
+def test_predictions_lift_to_hg38_and_back(shared_data):
+    from epiflow.liftover import lift_predictions, load_chain
+
+    to38 = load_chain(shared_data / "liftover/hg19ToHg38.over.chain.gz")
+    to19 = load_chain(shared_data / "liftover/hg38ToHg19.over.chain.gz")
+    table = pd.DataFrame(
+        {
+            "chrom": ["chr8", "chr11", "chr1"],
+            "start": [128_700_000, 5_280_000, 540_530],
+            "end": [128_700_500, 5_280_400, 540_769],
+            "TargetGene": ["MYC", "HBE1", "FAM138A"],
+            "TargetGeneTSS": [128_748_314, 5_291_372, 36_080],
+        }
+    ).assign(name="", distance=0)
+    lifted, counts = lift_predictions(table, to38)
+    assert counts["rows"] == 3 and counts["element"]["lifted"] == 3
+    assert (lifted.end - lifted.start).tolist() == (table.end - table.start).tolist()
+    assert lifted.start.iloc[0] != table.start.iloc[0]  # hg38 coordinates differ on chr8
+    assert (lifted.distance == ((lifted.start + lifted.end) // 2 - lifted.TargetGeneTSS).abs()).all()
+    back, _ = lift_predictions(lifted, to19)
+    pd.testing.assert_frame_equal(
+        back[["chrom", "start", "end", "TargetGeneTSS"]], table[["chrom", "start", "end", "TargetGeneTSS"]]
+    )

@@ -23,7 +23,8 @@ from epiflow.pairs import PAIR_COLUMNS
 
 log = logging.getLogger(__name__)
 
-PAIR_FORMATS = ("bengi", "targetfinder", "pairs")
+PAIR_FORMATS = ("bengi", "targetfinder", "pairs", "crispr")
+CRISPR_PROMOTER_FLANK = 1000  # promoter of a CRISPRi pair: its gene TSS +- this (as pairs_from_loops)
 BENGI_COLUMNS = [
     "label",
     "distance",
@@ -240,6 +241,32 @@ def _finish(frame: pd.DataFrame, cell_line: str, path) -> pd.DataFrame:
     return frame[PAIR_COLUMNS].reset_index(drop=True)
 
 
+def _crispr(path, cell_line, known_chroms, chrom_map) -> pd.DataFrame:
+    """An EPCrisprBenchmark screen (the one reader, epiflow.crispr.read_crispr: ValidConnection TRUE rows, CellType
+    checked) as labelled pairs in the reference build: element = enhancer, `Regulated` = label, the measured gene's
+    TSS +- CRISPR_PROMOTER_FLANK = promoter; pairs without a known TSS are dropped (logged)."""
+    from epiflow.crispr import read_crispr
+
+    screen, stats = read_crispr(path, cell_line)
+    known_tss = screen.gene_tss >= 0
+    if (~known_tss).any():
+        log.info("%s: %d pairs without a TSS dropped", path, int((~known_tss).sum()))
+    screen = screen[known_tss]
+    tss = screen.gene_tss.astype(np.int64)
+    return pd.DataFrame(
+        {
+            "chrom": harmonize_chroms(screen.chrom.astype(str), known_chroms, chrom_map, path),
+            "enhancer_start": screen.start.astype(np.int64),
+            "enhancer_end": screen.end.astype(np.int64),
+            "promoter_start": np.maximum(tss - CRISPR_PROMOTER_FLANK, 0),
+            "promoter_end": tss + CRISPR_PROMOTER_FLANK,
+            "tss": tss,
+            "gene": screen.gene.astype(str),
+            "label": screen.label.astype(np.int64),
+        }
+    )
+
+
 def read_pairs(
     path: str | os.PathLike,
     fmt: str,
@@ -247,7 +274,7 @@ def read_pairs(
     known_chroms: Iterable[str] | None = None,
     chrom_map: ChromMap = None,
 ) -> pd.DataFrame:
-    """Read labelled pairs in `fmt` (bengi | targetfinder | pairs) for `cell_line` into the standard pair table
+    """Read labelled pairs in `fmt` (bengi | targetfinder | pairs | crispr) for `cell_line` into the standard pair table
     (PAIR_COLUMNS): pair_id = `chrom:enhancer_start-enhancer_end|promoter_start-promoter_end`, distance =
     |enhancer midpoint - tss|, fold = -1 unless the file has one. Enhancer and promoter on different chromosomes
     is an InputError naming the line."""
@@ -258,6 +285,8 @@ def read_pairs(
         frame = _targetfinder(path, known_chroms, chrom_map)
     elif fmt == "pairs":
         frame = _epiflow_pairs(path, cell_line, known_chroms, chrom_map)
+    elif fmt == "crispr":
+        frame = _crispr(path, cell_line, known_chroms, chrom_map)
     else:
         raise InputError(f"{path}: unknown pair format {fmt!r} (expected one of {', '.join(PAIR_FORMATS)})")
     frame = _finish(frame, cell_line, path)
