@@ -343,9 +343,31 @@ def crispr_prediction_files(name):
     return {m: f"results/predict/{line}/{m}/predictions.tsv.gz" for m in PREDICT_MODELS}
 
 
+def also_build_chain():
+    """The chain from reference.build to predict.also_build (checked before any job), or None when not asked."""
+    build, reference = PREDICT.get("also_build"), config["reference"].get("build")
+    if not build or build == reference:
+        return None
+    key = f"{reference}To{build[0].upper()}{build[1:]}"
+    chain = (config.get("liftover") or {}).get(key)
+    if not reference or not chain:
+        config_error(f"liftover.{key}", f"not set (predict.also_build: {build} lifts from reference.build {reference})")
+    return source_path(chain)
+
+
+ALSO_BUILD_CHAIN = also_build_chain()
+
+
 def predict_targets():
     screens = [] if CRISPR is None else expand("results/crispr/{name}/summary.tsv", name=CRISPR.name)
     html = ["results/report/predict.html"] if PREDICT_LINES else []  # rules/report.smk, rule report_predict
+    if ALSO_BUILD_CHAIN:
+        html += expand(
+            "results/predict/{line}/{model}/{build}/predictions.tsv.gz",
+            line=PREDICT_LINES,
+            model=PREDICT_MODELS,
+            build=PREDICT["also_build"],
+        )
     outputs = expand(
         "results/predict/{line}/{model}/{output}",
         line=PREDICT_LINES,
@@ -399,6 +421,27 @@ CRISPR_OPTIONS = config.get("crispr_options") or {}
 # external predictors (ABC, ENCODE-rE2G, ...): registered at parse time so a URL source gets its download job
 CRISPR_PREDICTORS = [p | {"source": source_path(p["source"])} for p in config.get("crispr_predictors") or []]
 CRISPR_CHAINS = {key: source_path(path) for key, path in (config.get("liftover") or {}).items() if path}
+
+
+def check_crispr_predictors():
+    """An external predictor's local file must exist and carry its score column (read from the header line)."""
+    import gzip
+
+    for i, spec in enumerate(config.get("crispr_predictors") or []):
+        path, where = CRISPR_PREDICTORS[i]["source"], f"crispr_predictors[{i}] ({spec['name']})"
+        if "://" in spec["source"]:
+            continue  # fetched by download_source; crispr_benchmark checks the column
+        if not os.path.exists(path):
+            config_error(where, f"source {path} not found (expected an ABC / ENCODE-rE2G prediction file)")
+        with (gzip.open if path.endswith(".gz") else open)(path, "rt") as handle:
+            header = handle.readline().rstrip("\n").split("\t")
+        if spec["score_column"] not in header:
+            config_error(
+                where, f"{path} line 1: no column {spec['score_column']!r} (score_column; the header has {header})"
+            )
+
+
+check_crispr_predictors()
 
 
 def crispr_row(name):

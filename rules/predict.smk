@@ -175,3 +175,26 @@ rule predict_shift:
         seed=config["train"]["seed"],
     script:
         "../scripts/predict_shift.py"
+
+
+rule predict_liftover:
+    input:
+        predictions="results/predict/{line}/{model}/predictions.tsv.gz",
+        chain=ALSO_BUILD_CHAIN or [],
+    output:
+        predictions="results/predict/{line}/{model}/{build}/predictions.tsv.gz",
+        calls="results/predict/{line}/{model}/{build}/predictions.threshold.tsv.gz",
+        bedpe="results/predict/{line}/{model}/{build}/predictions.bedpe.gz",
+        counts="results/predict/{line}/{model}/{build}/liftover.json",
+    log:
+        "logs/predict/{line}/{model}/{build}/liftover.log",
+    benchmark:
+        "logs/benchmarks/predict/{line}/{model}/{build}/liftover.tsv"
+    wildcard_constraints:
+        line="|".join(TRACK_LINES),
+        model="|".join(PREDICT_MODELS),
+        build="hg19|hg38",
+    conda:
+        "../envs/crispr.yaml"
+    script:
+        "../scripts/predict_liftover.py"

@@ -163,3 +163,72 @@ def test_track_chromosome_names_differ_from_the_annotation(run_copy):
     out = failed(run_copy, "results/predict/lineE/candidates.tsv.gz")
     assert "H3K27ac.narrowPeak.gz line 1" in out and "chromosome" in out
     assert not (run_copy / "results/predict/lineE/candidates.tsv.gz").exists()
+
+
+CRISPR_SUMMARY = [
+    "predictor",
+    "n",
+    "n_pos",
+    "matched",
+    "aupr",
+    "aupr_lo",
+    "aupr_hi",
+    "precision_at_recall70",
+    "precision_at_recall70_lo",
+    "precision_at_recall70_hi",
+]
+
+
+def test_demo_crispri_benchmark_finds_the_planted_mechanism(demo_run):
+    """The in-silico screen of lineE (effects from the planted mechanism): the deployed model beats the best
+    baseline with the paired interval above 0, and every pair is accounted for."""
+    summary = pd.read_csv(demo_run / "results/crispr/lineE_insilico/summary.tsv", sep="\t")
+    assert list(summary.columns[: len(CRISPR_SUMMARY)]) == CRISPR_SUMMARY
+    rows = summary.set_index("predictor")
+    assert {"baseline_distance", "baseline_nearest_tss", "gbm"} <= set(rows.index)
+    assert (rows.aupr_lo <= rows.aupr).all() and (rows.aupr <= rows.aupr_hi).all()
+    assert rows.loc["gbm", "delta_aupr_lo"] > 0, rows.loc["gbm"]
+    assert 0 < rows.loc["gbm", "matched"] <= rows.loc["gbm", "n"]
+    assert (demo_run / "results/crispr/lineE_insilico/pr_curves.png").read_bytes()[:4] == b"\x89PNG"
+    html = (demo_run / "results/report/predict.html").read_text()
+    assert "Functional validation (CRISPRi)" in html and "lineE_insilico" in html
+
+
+def write_yaml(workdir: Path, name: str, content: dict) -> str:
+    (workdir / name).write_text(yaml.safe_dump(content))
+    return name
+
+
+def test_screen_of_a_line_without_predictions(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    sheet = workdir / "config/demo/crispr.tsv"
+    sheet.write_text(sheet.read_text().replace("\tlineE\t", "\tlineA\t"))
+    text = failed(workdir, "-n")
+    assert (
+        "config/demo/crispr.tsv line 2: screen 'lineE_insilico' of cell line 'lineA', which has no predictions" in text
+    )
+
+
+def test_screen_build_without_a_chain(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    sheet = workdir / "config/demo/crispr.tsv"
+    sheet.write_text(sheet.read_text().replace("\tsim\n", "\thg38\n"))
+    overlay = write_yaml(workdir, "hg19.yaml", {"reference": {"build": "hg19"}})
+    text = failed(workdir, "-n", "--configfile", overlay)
+    assert "liftover.hg38ToHg19: not set (needed to lift hg38 to hg19)" in text
+
+
+def test_external_predictor_without_its_score_column(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "abc.tsv").write_text("chr\tstart\tend\tTargetGene\tABC.Score\nchr1\t10\t20\tG\t0.5\n")
+    spec = {"name": "ABC", "cell_line": "lineE", "source": "abc.tsv", "build": "sim", "score_column": "powerlaw.Score"}
+    overlay = write_yaml(workdir, "abc.yaml", {"crispr_predictors": [spec]})
+    text = failed(workdir, "-n", "--configfile", overlay)
+    assert "crispr_predictors[0] (ABC): abc.tsv line 1: no column 'powerlaw.Score'" in text
+
+
+def test_also_build_needs_its_chain(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    overlay = write_yaml(workdir, "hg38.yaml", {"predict": {"also_build": "hg38"}})
+    text = failed(workdir, "-n", "--configfile", overlay)
+    assert "liftover.simToHg38: not set" in text

@@ -156,3 +156,15 @@ def lift_points(
 
 def _dropped(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items() if k != "lifted" and v) or "none"
+
+
+def lift_predictions(table: pd.DataFrame, chain: LiftOver) -> tuple[pd.DataFrame, dict]:
+    """A predictions table (chrom, start, end, name, TargetGene, TargetGeneTSS, ..., distance) lifted to the chain's
+    target build: elements by lift_intervals, TSSs by lift_points; a row whose element or TSS does not lift is
+    dropped and counted; name and distance are recomputed in the new build."""
+    elements, element_counts = lift_intervals(table, chain)
+    lifted, tss_counts = lift_points(elements, chain, position="TargetGeneTSS")
+    lifted = lifted.copy()
+    lifted["name"] = lifted.chrom + ":" + lifted.start.astype(str) + "-" + lifted.end.astype(str)
+    lifted["distance"] = ((lifted.start + lifted.end) // 2 - lifted.TargetGeneTSS).abs()
+    return lifted.reset_index(drop=True), {"element": element_counts, "tss": tss_counts, "rows": len(table)}
