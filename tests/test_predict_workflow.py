@@ -51,7 +51,7 @@ def test_unlabelled_line_beats_distance_on_its_hidden_truth(demo_run):
     y = np.zeros(len(table), int)
     y[merged.loc[hit, "index"].unique()] = 1
     assert y.sum() > 0.5 * len(links), "most true links are among the candidates"
-    model, distance = aupr(y, table.score.to_numpy()), aupr(y, -table.distance.to_numpy())
+    model, distance = aupr(y, table.score.to_numpy()), aupr(y, 1.0 / (1.0 + table.distance.to_numpy()))
     print(f"lineE AUPR gbm {model:.3f} vs distance {distance:.3f} (positive rate {y.mean():.3f}, n {len(y)})")
     assert model > distance + 0.1 and model > 2 * y.mean()
 
