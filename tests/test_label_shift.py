@@ -15,6 +15,7 @@ from epiflow.calibrate import (
     prior_errors,
     split_metrics,
 )
+from epiflow.metrics import choose_threshold
 
 CFG = {"methods": ["platt"], "ece_bins": 10, "label_shift": "auto", "threshold": {"rule": "f1", "target": None}}
 
@@ -110,3 +111,41 @@ def test_method_comparison_reports_each_reweighting_estimator():
     assert platt.loc["calibrated+em", "ece"] < platt.loc["calibrated", "ece"] / 2
     none = compare_methods(frame, "heldout", ["chr1"], CFG | {"label_shift": "none"}, 10)
     assert set(none.variant) == {"calibrated"}
+
+
+def flat_line(rng, line, prior, n=6000):
+    """A line whose scores barely separate and sit below every validation line's: few positives look positive."""
+    y = rng.binomial(1, prior, n)
+    return pd.DataFrame({"cell_line": line, "label": y, "score": expit(rng.normal(0.2 * y, 0.2) - 3.5)})
+
+
+def test_boundary_estimate_falls_back_to_the_next_validated_estimator():
+    frame = fold_frame(label_shift_line, [0.04, 0.08, 0.16], 0.25)
+    test = flat_line(np.random.default_rng(1), "heldout", 0.05).assign(split="test", chrom="chr1", fold=0)
+    frame = pd.concat([frame[frame.split == "val"], test.assign(pair_id=[f"t{i}" for i in range(len(test))])])
+    kept, notes_kept = calibrate_fold(frame, "heldout", ["chr1"], CFG | {"reject_boundary": False})
+    assert notes_kept["label_shift_estimator"] == "em" and notes_kept["test_prior_estimate"] < 1e-3  # collapsed
+    out, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
+    ranking = notes["label_shift_ranking"].split(",")
+    used = ranking.index(notes["label_shift_estimator"])
+    assert ranking[0] == "em" and used > 0  # EM failed on the held-out rows, as did any ranked before the one used
+    assert all(np.isnan(notes[f"test_prior_{name}"]) for name in ranking[:used])
+    assert notes["test_prior_estimate"] > 1e-3  # not the collapsed rate
+    is_test = (out.split == "test").to_numpy()
+    assert out.prob[is_test].mean() > 10 * kept.prob[is_test].mean()
+
+
+def test_threshold_rows_are_transformed_as_the_heldout_rows_are():
+    # pcc keeps the held-out probabilities: the threshold is chosen on the validation probabilities as they are
+    frame = fold_frame(covariate_shift_line, [0.0, 0.6, 1.2], 1.5)
+    out, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
+    is_val = (out.split == "val").to_numpy()
+    assert notes["label_shift_estimator"] == "pcc"
+    assert notes["threshold"] == choose_threshold(out.label[is_val], out.prob[is_val])
+    _, always = calibrate_fold(frame, "heldout", ["chr1"], CFG | {"threshold_reweight": "always"})
+    assert always["threshold"] != notes["threshold"]
+    # em/bbse re-weight the held-out probabilities, so the validation rows are re-weighted in both modes
+    frame = fold_frame(label_shift_line, [0.04, 0.08, 0.16], 0.25)
+    _, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
+    _, always = calibrate_fold(frame, "heldout", ["chr1"], CFG | {"threshold_reweight": "always"})
+    assert notes["label_shift_applied"] and notes["threshold"] == always["threshold"]

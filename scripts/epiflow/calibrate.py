@@ -3,7 +3,7 @@
 Everything that is fitted or chosen here (calibration method, calibrator, threshold) sees only the `val` rows of
 the fold: training cell lines, chromosomes outside the fold. The held-out line's rows are only transformed; their
 positive rate is estimated from unlabelled scores (the estimator chosen leave-one-validation-line-out among
-ESTIMATORS), never read from labels.
+ESTIMATORS), never read from labels. The threshold is chosen on validation rows transformed as the held-out rows are.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import pandas as pd
 from epiflow.calibrators import (
     Calibrator,
     adjust_to_prior,
-    assert_calibration_rows,
     bbse_prior,
     em_prior_shift,
     fit_on_validation,
+    prior_mle_on_boundary,
 )
 from epiflow.errors import InputError
+from epiflow.leakage import assert_no_leakage
 from epiflow.metrics import binary_metrics, choose_threshold, log_loss, reliability_curve
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,23 @@ ESTIMATORS = ("none", "pcc", "em", "bbse")
 REWEIGHTS = {"none": False, "pcc": False, "em": True, "bbse": True}
 
 
-def estimate_prior(name: str, val_y: np.ndarray, val_probs: np.ndarray, probs: np.ndarray) -> float:
-    """Positive rate of the rows scored `probs` by estimator `name`; val_* are the calibration rows (labelled)."""
+def estimate_prior(
+    name: str, val_y: np.ndarray, val_probs: np.ndarray, probs: np.ndarray, reject_boundary: bool = False
+) -> float:
+    """Positive rate of the rows scored `probs` by estimator `name`; val_* are the calibration rows (labelled).
+
+    NaN when the estimator fails: BBSE's confusion matrix is singular or, with `reject_boundary`, EM's likelihood
+    is largest at a rate of 0 or 1 or BBSE's solution falls outside (0, 1) (the label-shift model has no interior
+    solution for these rows; every line has positives and negatives).
+    """
     val_prior = float(np.mean(val_y))
     if name == "none":
         return val_prior
     if name == "pcc":
         return float(np.clip(np.mean(probs), 1e-6, 1 - 1e-6))
     if name == "em":
+        if reject_boundary and prior_mle_on_boundary(probs, val_prior):
+            return float("nan")
         return em_prior_shift(probs, val_prior)[0]
     if name == "bbse":
         # hard predictions at the validation rows' positive-rate quantile: as many called positive as there are
@@ -89,6 +99,8 @@ def estimate_prior(name: str, val_y: np.ndarray, val_probs: np.ndarray, probs: n
         try:
             estimate = bbse_prior(val_y, val_probs >= threshold, probs >= threshold)
         except InputError:
+            return float("nan")
+        if reject_boundary and not 0.0 < estimate < 1.0:
             return float("nan")
         return float(np.clip(estimate, 1e-6, 1 - 1e-6))
     raise ValueError(f"label-shift estimator {name!r} is unknown (expected one of {', '.join(ESTIMATORS)})")
@@ -100,37 +112,75 @@ def prior_errors(
     heldout: str,
     test_chroms: list[str],
     fits: list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]] | None = None,
+    reject_boundary: bool = False,
 ) -> dict[str, float]:
     """Each estimator's mean absolute error on the validation lines' positive rates, leave-one-line-out.
 
     Calibrate on the other validation lines (`fits`: their line_out_fits when already made), estimate the left-out
     line's rate from its unlabelled scores, compare with its true rate. Validation rows only; NaN for an estimator
-    that could not be checked.
+    that could not be checked (it failed on a line; `reject_boundary` as in estimate_prior).
     """
     errors: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
     for fit, held, cal in line_out_fits(val, method, heldout, test_chroms) if fits is None else fits:
         fit_y, fit_probs = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
         probs = cal.transform(held.score.to_numpy())
         for name in ESTIMATORS:
-            errors[name].append(abs(estimate_prior(name, fit_y, fit_probs, probs) - held.label.mean()))
+            estimate = estimate_prior(name, fit_y, fit_probs, probs, reject_boundary)
+            errors[name].append(abs(estimate - held.label.mean()))
     return {name: float(np.mean(e)) if e and np.all(np.isfinite(e)) else float("nan") for name, e in errors.items()}
 
 
 def choose_estimator(setting: str, errors: dict[str, float]) -> str:
     """The estimator the config names, or with `auto` the one with the smallest leave-one-line-out error (`none`
     when nothing could be checked or on ties)."""
+    return rank_estimators(setting, errors)[0]
+
+
+def rank_estimators(setting: str, errors: dict[str, float]) -> list[str]:
+    """Estimators to try in turn: the one the config names then `none`, or with `auto` every checked one by
+    leave-one-line-out error (`none` first on ties; only `none` when it was not checked). `none` never fails."""
     if setting != "auto":
-        return setting
+        return [setting] if setting == "none" else [setting, "none"]
     checked = {name: e for name, e in errors.items() if np.isfinite(e)}
     if "none" not in checked:
-        return "none"
-    return min(checked, key=lambda name: (checked[name], name != "none"))
+        return ["none"]
+    return sorted(checked, key=lambda name: (checked[name], name != "none"))
+
+
+def heldout_prior(
+    ranking: list[str], val_y: np.ndarray, val_probs: np.ndarray, test_probs: np.ndarray, reject_boundary: bool
+) -> tuple[str, float, dict[str, float]]:
+    """(estimator used, the held-out rows' estimated positive rate, every estimator's estimate).
+
+    The first estimator of `ranking` with a finite estimate is used, or with `reject_boundary` false the first
+    whatever its estimate (the validation rate standing in for a failed one).
+    """
+    estimates = {name: estimate_prior(name, val_y, val_probs, test_probs, reject_boundary) for name in ESTIMATORS}
+    usable = [name for name in ranking if np.isfinite(estimates[name])] if reject_boundary else ranking
+    estimator = usable[0] if usable else "none"
+    prior = estimates[estimator] if np.isfinite(estimates[estimator]) else float(np.mean(val_y))
+    return estimator, prior, estimates
+
+
+def fold_threshold(val_y: np.ndarray, val_probs: np.ndarray, prior: float, reweighted: bool, cfg: dict) -> float:
+    """The threshold rule of `cfg` on validation rows; with `reweighted` they are first re-weighted to the held-out
+    rows' estimated positive rate `prior` (probabilities by Bayes' rule, rows by class weights)."""
+    val_prior = float(val_y.mean())
+    target = prior if reweighted else val_prior
+    rule = cfg["threshold"]
+    return choose_threshold(
+        val_y,
+        adjust_to_prior(val_probs, val_prior, target),
+        rule["rule"],
+        rule.get("target"),
+        sample_weight=shift_weights(val_y, val_prior, target),
+    )
 
 
 def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg: dict) -> tuple[pd.DataFrame, dict]:
     """Calibrated `prob` and the threshold for one fold's rows (split train/val/test); returns rows and notes."""
     val = fold[fold.split == "val"]
-    assert_calibration_rows(val, heldout, test_chroms)
+    assert_no_leakage(val, heldout, test_chroms, "calibration rows")
     method, val_losses, fits = select_method(val, list(cfg["methods"]), heldout, test_chroms)
     cal = fit_on_validation(val, method, heldout, test_chroms)
     out = fold.copy()
@@ -140,26 +190,18 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
     val_probs = cal.transform(val.score.to_numpy())
     val_prior = float(val_y.mean())
     is_test = (out.split == "test").to_numpy()
-    errors = prior_errors(val, method, heldout, test_chroms, fits)
-    estimator = choose_estimator(cfg["label_shift"], errors)
-    estimates = {name: float("nan") for name in ESTIMATORS}
-    test_prior = val_prior
+    reject = bool(cfg.get("reject_boundary", True))
+    errors = prior_errors(val, method, heldout, test_chroms, fits, reject)
+    ranking = rank_estimators(cfg["label_shift"], errors)
+    estimator, estimates, test_prior = ranking[0], {name: float("nan") for name in ESTIMATORS}, val_prior
     if is_test.any():
         test_probs = out.loc[is_test, "prob_calibrated"].to_numpy()
-        estimates = {name: estimate_prior(name, val_y, val_probs, test_probs) for name in ESTIMATORS}
-        if np.isfinite(estimates[estimator]):
-            test_prior = estimates[estimator]
+        estimator, test_prior, estimates = heldout_prior(ranking, val_y, val_probs, test_probs, reject)
         if REWEIGHTS[estimator]:
             out.loc[is_test, "prob"] = adjust_to_prior(test_probs, val_prior, test_prior)
-    # choose the threshold on validation rows re-weighted to the held-out line's estimated positive rate
-    rule = cfg["threshold"]
-    threshold = choose_threshold(
-        val_y,
-        adjust_to_prior(val_probs, val_prior, test_prior),
-        rule["rule"],
-        rule.get("target"),
-        sample_weight=shift_weights(val_y, val_prior, test_prior),
-    )
+    # validation rows transformed as the held-out rows are (`always`: re-weighted whatever the estimator)
+    reweighted = REWEIGHTS[estimator] or cfg.get("threshold_reweight", "as_heldout") == "always"
+    threshold = fold_threshold(val_y, val_probs, test_prior, reweighted, cfg)
     out["threshold"] = threshold
     out["prior_estimate"] = np.where(is_test, test_prior, np.nan)  # the held-out rows' estimated positive rate
     notes = {
@@ -170,6 +212,7 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
         "threshold": float(threshold),
         "val_logloss": val_losses,
         "label_shift_estimator": estimator,
+        "label_shift_ranking": ",".join(ranking),
         "label_shift_applied": bool(REWEIGHTS[estimator] and is_test.any()),
     }
     notes |= {f"test_prior_{name}": estimates[name] for name in ESTIMATORS if name != "none"}
