@@ -76,6 +76,13 @@ rule report_predict:
         crispr_summary=[] if CRISPR is None else expand("results/crispr/{name}/summary.tsv", name=CRISPR.name),
         crispr_pr=[] if CRISPR is None else expand("results/crispr/{name}/pr_curves.png", name=CRISPR.name),
         crispr_distance=[] if CRISPR is None else expand("results/crispr/{name}/by_distance.png", name=CRISPR.name),
+        crispr_pairs=[] if CRISPR is None else expand("results/crispr/{name}/pairs.tsv.gz", name=CRISPR.name),
+        # the labels the deployed model learnt (its final model's validation rows), beside each screen
+        crispr_training=(
+            []
+            if CRISPR is None
+            else [f"{final_dir(line, PREDICT_MODELS[0])}/validation.tsv.gz" for line in CRISPR.cell_line]
+        ),
         # the screens themselves, for the names of the genes they measured (locus figures)
         screens=[] if CRISPR is None else [row_path(r) for _, r in CRISPR.iterrows()],
         template="resources/report/predict.html.j2",

@@ -12,11 +12,17 @@ keys = [tuple(k) for k in sm.params.line_models]
 marks = sm.params.marks
 tracks = iter(sm.input.tracks)
 per_line = {line: {m: next(tracks) for m in marks} for line in sm.params.lines}  # expand: line-major
-files = zip(sm.input.crispr_summary, sm.input.crispr_pr, sm.input.crispr_distance, sm.input.screens, strict=True)
-crispr = [
-    screen | {"summary": summary, "pr_curves": pr, "by_distance": distance, "screen": source}
-    for screen, (summary, pr, distance, source) in zip(sm.params.screens, files, strict=True)
-]
+names = ("summary", "pr_curves", "by_distance", "screen", "pairs", "training")
+files = zip(
+    sm.input.crispr_summary,
+    sm.input.crispr_pr,
+    sm.input.crispr_distance,
+    sm.input.screens,
+    sm.input.crispr_pairs,
+    sm.input.crispr_training,
+    strict=True,
+)
+crispr = [screen | dict(zip(names, paths, strict=True)) for screen, paths in zip(sm.params.screens, files, strict=True)]
 inputs = PredictReportInputs(
     predictions=dict(zip(keys, sm.input.predictions, strict=True)),
     genes=dict(zip(keys, sm.input.genes, strict=True)),

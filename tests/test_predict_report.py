@@ -322,3 +322,16 @@ def test_crispr_sentence_reads_missing_deltas():
     worse = {"predictor": "gbm", "aupr": 0.1, "best_baseline": "baseline_distance", "delta_aupr": -0.2}
     worse |= {"delta_aupr_lo": -0.3, "delta_aupr_hi": -0.1}
     assert "does not beat" in crispr_sentence(worse) and "below 0" in crispr_sentence(worse)
+
+
+def test_distance_profile_shows_where_labels_and_regulation_part():
+    from epiflow.predict_report import distance_profile
+
+    # training labels peak at 50-100 kb (Hi-C loops), the screen's regulated rate falls with distance
+    training = pd.DataFrame({"distance": [7e3, 8e3, 60e3, 70e3, 80e3, 90e3], "label": [0, 0, 1, 1, 0, 1]})
+    screen = pd.DataFrame({"distance": [1e3, 2e3, 6e3, 60e3, 70e3], "label": [1, 1, 1, 0, 0]})
+    rows = {r["bin"]: r for r in distance_profile(training, screen)}
+    assert rows["5–10 kb"]["training_rate"] == 0 and rows["5–10 kb"]["screen_rate"] == 1
+    assert rows["50–100 kb"]["training_rate"] == 0.75 and rows["50–100 kb"]["screen_rate"] == 0
+    assert np.isnan(rows["0–5 kb"]["training_rate"]) and rows["0–5 kb"]["screen_n"] == 2
+    assert sum(r["training_n"] for r in rows.values()) == len(training)

@@ -247,6 +247,29 @@ def crispr_sentence(row: dict) -> str:
     return f"{name} does not beat the best baseline ({best}): {numbers}, the interval includes 0."
 
 
+PROFILE_BINS = [0, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, np.inf]
+
+
+def distance_profile(training: pd.DataFrame, screen: pd.DataFrame) -> list[dict]:
+    """Positive rate by distance bin of the labels a final model learnt (its validation rows: the training lines'
+    pairs) beside the screen's regulated rate: where the two shapes differ, Hi-C loop labels and regulation part."""
+    rows = []
+    for low, high in zip(PROFILE_BINS[:-1], PROFILE_BINS[1:], strict=True):
+        learnt = training[(training.distance >= low) & (training.distance < high)]
+        tested = screen[(screen.distance >= low) & (screen.distance < high)]
+        if len(learnt) or len(tested):
+            rows.append(
+                {
+                    "bin": f"{low / 1000:g}–{high / 1000:g} kb" if np.isfinite(high) else f">= {low / 1000:g} kb",
+                    "training_n": len(learnt),
+                    "training_rate": float(learnt.label.mean()) if len(learnt) else np.nan,
+                    "screen_n": len(tested),
+                    "screen_rate": float(tested.label.mean()) if len(tested) else np.nan,
+                }
+            )
+    return rows
+
+
 def crispr_section(screen: dict) -> dict:
     """The summary table, the sentences of every non-baseline predictor and the figures of one screen."""
     summary = pd.read_csv(screen["summary"], sep="\t")
@@ -261,6 +284,12 @@ def crispr_section(screen: dict) -> dict:
         "rows": rows,
         "sentences": [crispr_sentence(r) for r in rows if not str(r["predictor"]).startswith("baseline_")],
         "figures": {k: plots.data_uri(Path(screen[k]).read_bytes()) for k in ("pr_curves", "by_distance")},
+        "profile": distance_profile(
+            pd.read_csv(screen["training"], sep="\t", usecols=["label", "distance"]),
+            pd.read_csv(screen["pairs"], sep="\t", usecols=["label", "distance"]),
+        )
+        if screen.get("training") and screen.get("pairs")
+        else [],
     }
 
 
