@@ -195,6 +195,6 @@ rule predict_liftover:
         model="|".join(PREDICT_MODELS),
         build="hg19|hg38",
     conda:
-        "../envs/crispr.yaml"
+        "../envs/predict.yaml"
     script:
         "../scripts/predict_liftover.py"
