@@ -8,7 +8,9 @@ A benchmark pair is covered when a candidate of the same gene has an element ove
 (BENGI names genes by Ensembl id; the candidates by symbol: CollapsedGeneBounds maps them); its genome-wide score is
 the max over such candidates. Prints the coverage and why the rest is not covered (no overlapping element, gene not
 in the gene set, distance outside the candidate bounds), the genome-wide AUPR on the covered pairs, and the
-evaluation's test AUPR on all pairs and on the covered ones.
+evaluation's test AUPR on all pairs and on the covered ones. With --deployed-params it also reruns the evaluation
+protocol (epiflow.train.run_heldout: the same folds, training lines and validation) with the deployed model's params
+(its model_params plus predict.exclude_columns), so both sides are the same model.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+import rundata  # noqa: E402
+
 from epiflow.metrics import aupr  # noqa: E402
 from epiflow.predict_outputs import read_predictions  # noqa: E402
+from epiflow.train import run_heldout  # noqa: E402
 
 
 def symbol_of_ensembl(bounds: Path) -> dict[str, str]:
@@ -52,6 +57,7 @@ def main() -> None:
     parser.add_argument("--line", default="IMR90")
     parser.add_argument("--model", default="gbm")
     parser.add_argument("--configfile", default="config/predict_hg19.yaml")
+    parser.add_argument("--deployed-params", action="store_true", help="rerun the evaluation with the deployed params")
     args = parser.parse_args()
     run = args.workdir
     cfg = yaml.safe_load((run / args.configfile).read_text())["predict"]["candidates"]
@@ -82,6 +88,20 @@ def main() -> None:
     )
     every = joined[joined.evaluation.notna()]
     print(f"  evaluation test AUPR on all its pairs {aupr(every.label.to_numpy(), every.evaluation.to_numpy()):.3f}")
+    if args.deployed_params:
+        config = rundata.load_config(run / args.configfile)
+        params = dict(config["model_params"].get(args.model, {}))
+        params["exclude_columns"] = list(params.get("exclude_columns") or []) + config["predict"]["exclude_columns"]
+        train_lines, data = rundata.heldout_data(run, config, args.line)
+        protocol = config["protocol"]
+        scores, _ = run_heldout(data, args.line, train_lines, protocol["chrom_folds"], args.model, params, 0)
+        deployed = scores[scores.split == "test"].set_index("pair_id").score
+        sub = sub.assign(deployed=sub.pair_id.map(deployed))
+        every = joined.assign(deployed=joined.pair_id.map(deployed)).dropna(subset=["deployed"])
+        covered_aupr = aupr(y, sub.deployed.to_numpy())
+        all_aupr = aupr(every.label.to_numpy(), every.deployed.to_numpy())
+        print(f"  evaluation with the deployed params {params}: test AUPR {covered_aupr:.3f} on the covered pairs")
+        print(f"  (on all its pairs {all_aupr:.3f})")
 
 
 if __name__ == "__main__":
