@@ -19,7 +19,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -29,6 +28,7 @@ import rundata  # noqa: E402
 
 from epiflow.metrics import aupr  # noqa: E402
 from epiflow.predict_outputs import read_predictions  # noqa: E402
+from epiflow.predict_report import overlap_matches  # noqa: E402
 from epiflow.train import run_heldout  # noqa: E402
 
 
@@ -40,15 +40,10 @@ def symbol_of_ensembl(bounds: Path) -> dict[str, str]:
 
 def join_genome_wide(pairs: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     """Each pair's max genome-wide score over candidates of its gene whose element overlaps its enhancer."""
-    pairs = pairs.reset_index(drop=True).assign(row=lambda d: np.arange(len(d)))
-    merged = pairs[["row", "chrom", "enhancer_start", "enhancer_end", "symbol"]].merge(
-        predictions[["chrom", "start", "end", "TargetGene", "score"]],
-        left_on=["chrom", "symbol"],
-        right_on=["chrom", "TargetGene"],
-    )
-    hit = (merged.start < merged.enhancer_end) & (merged.end > merged.enhancer_start)
-    best = merged[hit].groupby("row").score.max()
-    return pairs.assign(genome_wide=pairs.row.map(best))
+    pairs = pairs.reset_index(drop=True)
+    owner, hit = overlap_matches(pairs.assign(gene=pairs.symbol.fillna("")), predictions)
+    best = pd.Series(predictions.score.to_numpy()[hit]).groupby(owner).max()
+    return pairs.assign(genome_wide=best.reindex(range(len(pairs))).to_numpy())
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ import pandas as pd
 from epiflow import liftover, metrics
 from epiflow.errors import InputError
 from epiflow.io_text import as_int, check_start_end, fail, first_bad, harmonize_chroms, read_table
+from epiflow.pairs import expand_ranges
 from epiflow.plots import COLORS, STYLE, to_png  # sets the Agg backend before pyplot is imported below
 
 log = logging.getLogger(__name__)
@@ -276,18 +277,35 @@ def _gene_of_predictions(pairs: pd.DataFrame, predictions: pd.DataFrame, tss_tol
         query = unknown[unknown["chrom"] == chrom]
         lo = np.searchsorted(site["gene_tss"].to_numpy(), query["gene_tss"].to_numpy() - tss_tolerance, "left")
         hi = np.searchsorted(site["gene_tss"].to_numpy(), query["gene_tss"].to_numpy() + tss_tolerance, "right")
-        owner, hit = _expand(lo, hi)
+        owner, hit = expand_ranges(lo, hi)
         rows.append(predictions.index.get_indexer(query.index[owner]))
         genes.append(site["gene"].to_numpy()[hit])
     return np.concatenate(rows).astype(np.int64), np.concatenate(genes).astype(object)
 
 
-def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For ranges [lo_i, hi_i): (i repeated per member, the members) — the vectorized nested loop."""
-    counts = np.maximum(hi - lo, 0)
-    owner = np.repeat(np.arange(lo.size), counts)
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return owner, lo[owner] + offsets
+def overlaps_by_gene(elements: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(element row, prediction row), by position, of every prediction naming an element's gene on its chromosome
+    whose [start, end) overlaps the element's by >= 1 base (touching does not count). Both frames have columns
+    chrom, gene, start, end. A sorted search per (chromosome, gene) group, no element x prediction loop."""
+    groups = pd.MultiIndex.from_arrays([elements["chrom"], elements["gene"]]).unique()
+    pair_group = groups.get_indexer(pd.MultiIndex.from_arrays([elements["chrom"], elements["gene"]]))
+    pred_group = groups.get_indexer(pd.MultiIndex.from_arrays([predictions["chrom"], predictions["gene"]]))
+    inside = np.flatnonzero(pred_group >= 0)
+    q_start, q_end = predictions["start"].to_numpy(np.int64), predictions["end"].to_numpy(np.int64)
+    order = inside[np.lexsort((q_start[inside], pred_group[inside]))]
+    q_group = pred_group[order]
+    p_start, p_end = elements["start"].to_numpy(np.int64), elements["end"].to_numpy(np.int64)
+    span = int(max(p_end.max(initial=0), q_end.max(initial=0))) + 1
+    longest = np.zeros(len(groups), np.int64)
+    np.maximum.at(longest, q_group, q_end[order] - q_start[order])
+    key = q_group * span + q_start[order]
+    # a prediction overlaps only if it starts after start - longest and before end
+    lo = np.searchsorted(key, pair_group * span + np.maximum(p_start - longest[pair_group] + 1, 0), "left")
+    hi = np.searchsorted(key, pair_group * span + p_end, "left")
+    owner, hit = expand_ranges(lo, hi)
+    hit = order[hit]
+    overlap = (q_end[hit] > p_start[owner]) & (q_start[hit] < p_end[owner])
+    return owner[overlap], hit[overlap]
 
 
 def match_predictions(
@@ -304,26 +322,10 @@ def match_predictions(
         raise InputError(f"aggregate {aggregate!r} (expected 'max' or 'sum')")
     predictions = predictions.reset_index(drop=True)
     row, gene = _gene_of_predictions(pairs, predictions, tss_tolerance)
-    pred = predictions.iloc[row]
-    groups = pd.MultiIndex.from_arrays([pairs["chrom"], pairs["gene"]]).unique()
-    pair_group = groups.get_indexer(pd.MultiIndex.from_arrays([pairs["chrom"], pairs["gene"]]))
-    pred_group = groups.get_indexer(pd.MultiIndex.from_arrays([pred["chrom"].to_numpy(), gene]))
-    inside = pred_group >= 0
-    q_group, q_start = pred_group[inside], pred["start"].to_numpy()[inside]
-    q_end, q_score = pred["end"].to_numpy()[inside], pred["score"].to_numpy()[inside]
-    span = int(max(pairs["end"].max(), q_end.max(initial=0))) + 1
-    order = np.lexsort((q_start, q_group))
-    q_group, q_start, q_end, q_score = q_group[order], q_start[order], q_end[order], q_score[order]
-    longest = np.zeros(len(groups), np.int64)
-    np.maximum.at(longest, q_group, q_end - q_start)
-    key = q_group * span + q_start
-    p_start, p_end = pairs["start"].to_numpy(), pairs["end"].to_numpy()
-    # a prediction overlaps only if it starts after start - longest and before end
-    lo = np.searchsorted(key, pair_group * span + np.maximum(p_start - longest[pair_group] + 1, 0), "left")
-    hi = np.searchsorted(key, pair_group * span + p_end, "left")
-    owner, hit = _expand(lo, hi)
-    overlap = (q_end[hit] > p_start[owner]) & (q_start[hit] < p_end[owner])
-    owner, values = owner[overlap], q_score[hit][overlap]
+    pred = pd.DataFrame({"chrom": predictions["chrom"].to_numpy()[row], "gene": gene})
+    pred["start"], pred["end"] = predictions["start"].to_numpy()[row], predictions["end"].to_numpy()[row]
+    owner, hit = overlaps_by_gene(pairs, pred)
+    values = predictions["score"].to_numpy()[row][hit]
     n_overlaps = np.bincount(owner, minlength=len(pairs))
     if aggregate == "sum":
         score = np.bincount(owner, weights=values, minlength=len(pairs))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from epiflow import loci, plots
+from epiflow.crispr import overlaps_by_gene
 from epiflow.io_pairs import read_pair_table
 from epiflow.io_regions import read_tads
 from epiflow.metrics import aupr, precision_recall_f1
@@ -106,29 +107,24 @@ def shift_section(line: str, record: dict) -> dict:
 def overlap_matches(pairs: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(pair row, prediction row) of every prediction on a pair's chromosome, for the pair's gene (TargetGene ==
     gene), whose element overlaps the pair's enhancer [enhancer_start, enhancer_end) by >= 1 base. Rows are
-    positions. A sorted search per (chromosome, gene), no pair x prediction loop."""
-    keys = pd.MultiIndex.from_arrays([pairs.chrom.astype(str), pairs.gene.astype(str)])
-    groups = keys.unique()
-    pair_group = groups.get_indexer(keys)
-    pred_keys = pd.MultiIndex.from_arrays([predictions.chrom.astype(str), predictions.TargetGene.astype(str)])
-    pred_group = groups.get_indexer(pred_keys)
-    start, end = predictions.start.to_numpy(np.int64), predictions.end.to_numpy(np.int64)
-    keep = np.flatnonzero(pred_group >= 0)
-    order = keep[np.lexsort((start[keep], pred_group[keep]))]
-    if not len(order):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    longest = int((end[order] - start[order]).max())
-    p_start, p_end = pairs.enhancer_start.to_numpy(np.int64), pairs.enhancer_end.to_numpy(np.int64)
-    span = int(max(end.max(), p_end.max())) + 1
-    key = pred_group[order] * span + start[order]
-    # a prediction overlaps only if it starts after start - longest and before end
-    lo = np.searchsorted(key, pair_group * span + np.maximum(p_start - longest + 1, 0), "left")
-    hi = np.searchsorted(key, pair_group * span + p_end, "left")
-    counts = np.maximum(hi - lo, 0)
-    owner = np.repeat(np.arange(len(pairs)), counts)
-    hit = order[lo[owner] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)]
-    overlap = (end[hit] > p_start[owner]) & (start[hit] < p_end[owner])
-    return owner[overlap], hit[overlap]
+    positions; the search is the CRISPRi matching's (epiflow.crispr.overlaps_by_gene)."""
+    elements = pd.DataFrame(
+        {
+            "chrom": pairs.chrom.astype(str).to_numpy(),
+            "gene": pairs.gene.astype(str).to_numpy(),
+            "start": pairs.enhancer_start.to_numpy(),
+            "end": pairs.enhancer_end.to_numpy(),
+        }
+    )
+    called = pd.DataFrame(
+        {
+            "chrom": predictions.chrom.astype(str).to_numpy(),
+            "gene": predictions.TargetGene.astype(str).to_numpy(),
+            "start": predictions.start.to_numpy(),
+            "end": predictions.end.to_numpy(),
+        }
+    )
+    return overlaps_by_gene(elements, called)
 
 
 def join_pairs(predictions: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
