@@ -33,8 +33,7 @@ from epiflow.candidates import one_tss_per_gene, predict_candidates  # noqa: E40
 from epiflow.features import features_by_chromosome  # noqa: E402
 from epiflow.io import read_chrom_sizes, read_peaks, read_tads, read_tss  # noqa: E402
 from epiflow.models import PairData  # noqa: E402
-from epiflow.predict import calibrate_candidates, load_final, training_key  # noqa: E402
-from epiflow.train import add_topology  # noqa: E402
+from epiflow.predict import calibrate_candidates, load_final, score_chunk, training_key  # noqa: E402
 
 
 def peak_rss_gb() -> float:
@@ -110,9 +109,8 @@ def main() -> None:
     for _, rows, table, _ in features_by_chromosome(pairs, tracks, sizes, cfg["features"], n_bins=0):
         timings["features"] += time.perf_counter() - start
         start = time.perf_counter()
-        data = {args.line: PairData(pairs.iloc[rows].reset_index(drop=True), table.to_numpy(), list(table.columns))}
-        data = add_topology(data, tads, heldout=args.line)[args.line]
-        score[rows], spread[rows] = final.score(data)
+        data = PairData(pairs.iloc[rows].reset_index(drop=True), table.to_numpy(), list(table.columns))
+        score[rows], spread[rows] = score_chunk(final, args.line, data, tads, "benchmark")
         timings["scoring"] += time.perf_counter() - start
         start = time.perf_counter()
     calibration = cfg["calibration"] | {"threshold": cfg["predict"]["threshold"]}

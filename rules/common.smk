@@ -316,7 +316,7 @@ def check_predict():
     for model in PREDICT_MODELS:
         if model not in available_models():
             config_error("predict.models", f"unknown model {model!r} (expected among {sorted(available_models())})")
-        if model in ("propensity",):
+        if "loci" in available_models()[model].needs:  # scores the training pairs' loci, not a line's marks
             config_error("predict.models", f"{model} scores loci seen in training and cannot be deployed")
         try:
             check_model_params(model, config["model_params"].get(model, {}))

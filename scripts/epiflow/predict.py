@@ -160,11 +160,19 @@ def check_columns(line: str, final: FinalModel, columns: list[str], source: str)
         )
 
 
-def score_candidates(final: FinalModel, line: str, candidates: pd.DataFrame, feature_files, tads: dict):
-    """(score, score_sd) of every candidate, one chromosome's feature file (predict_features) at a time, with the
-    topology prior of the final model's training lines' TADs (`tads`: line -> domains; never the line's own)."""
-    from epiflow.features import load_features
+def score_chunk(final: FinalModel, line: str, data: PairData, tads: dict, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(score, score_sd) of one chunk of a line's candidates (PairData of the predict features), after the topology
+    prior of the final model's training lines' TADs (`tads`: line -> domains; never the line's own)."""
     from epiflow.train import add_topology
+
+    data = add_topology({line: data}, tads, heldout=line)[line]
+    check_columns(line, final, data.columns, source)
+    return final.score(data)
+
+
+def score_candidates(final: FinalModel, line: str, candidates: pd.DataFrame, feature_files, tads: dict):
+    """(score, score_sd) of every candidate, one chromosome's feature file (predict_features) at a time."""
+    from epiflow.features import load_features
 
     score, spread = np.full(len(candidates), np.nan), np.full(len(candidates), np.nan)
     position = pd.Series(np.arange(len(candidates)), index=candidates.pair_id.to_numpy())
@@ -173,10 +181,8 @@ def score_candidates(final: FinalModel, line: str, candidates: pd.DataFrame, fea
         rows = position.loc[feats["pair_id"]].to_numpy()
         profile = feats["profile"] if feats["profile"].shape[-1] else None
         frame = candidates.iloc[rows].reset_index(drop=True)
-        data = {line: PairData(frame, feats["values"], list(feats["columns"]), profile, feats.get("seq"))}
-        data = add_topology(data, tads, heldout=line)[line]
-        check_columns(line, final, data.columns, str(path))
-        score[rows], spread[rows] = final.score(data)
+        data = PairData(frame, feats["values"], list(feats["columns"]), profile, feats.get("seq"))
+        score[rows], spread[rows] = score_chunk(final, line, data, tads, str(path))
     if np.isnan(score).any():
         raise ValueError(f"{int(np.isnan(score).sum())} candidates of {line} have no features; rerun predict_features")
     return score, spread

@@ -122,30 +122,26 @@ def interact_records(calls: pd.DataFrame) -> list[tuple[str, int, int, str]]:
     lo = np.minimum(calls.start.to_numpy(), calls.TargetGeneTSS.to_numpy())
     hi = np.maximum(calls.end.to_numpy(), calls.TargetGeneTSS.to_numpy() + 1)
     frame = pd.DataFrame({"chrom": calls.chrom.to_numpy(), "lo": lo, "hi": hi})
-    rest = (
-        (calls.name + "/" + calls.TargetGene).to_numpy().astype(object)  # no blanks: readers split on them
-        + "\t"
-        + _scaled(calls.prob).astype(str).astype(object)
-        + "\t"
-        + calls.prob.map("{:.6g}".format).to_numpy().astype(object)
-        + "\t.\t0\t"
-        + calls.chrom.to_numpy().astype(object)
-        + "\t"
-        + calls.start.astype(str).to_numpy().astype(object)
-        + "\t"
-        + calls.end.astype(str).to_numpy().astype(object)
-        + "\t"
-        + calls.name.to_numpy().astype(object)
-        + "\t.\t"
-        + calls.chrom.to_numpy().astype(object)
-        + "\t"
-        + calls.TargetGeneTSS.astype(str).to_numpy().astype(object)
-        + "\t"
-        + (calls.TargetGeneTSS + 1).astype(str).to_numpy().astype(object)
-        + "\t"
-        + calls.TargetGene.to_numpy().astype(object)
-        + "\t."
-    )
+    tss = calls.TargetGeneTSS
+    fields = [  # the 15 fields after chrom, chromStart, chromEnd (INTERACT_AUTOSQL); no blanks: readers split on them
+        calls.name + "/" + calls.TargetGene,
+        pd.Series(_scaled(calls.prob), index=calls.index).astype(str),
+        calls.prob.map("{:.6g}".format),
+        ".",
+        "0",
+        calls.chrom.astype(str),
+        calls.start.astype(str),
+        calls.end.astype(str),
+        calls.name,
+        ".",
+        calls.chrom.astype(str),
+        tss.astype(str),
+        (tss + 1).astype(str),
+        calls.TargetGene,
+        ".",
+    ]
+    fields = [f if isinstance(f, pd.Series) else pd.Series(f, index=calls.index) for f in fields]
+    rest = fields[0].str.cat(fields[1:], sep="\t").to_numpy()
     frame["rest"] = rest
     frame = frame.sort_values(["chrom", "lo", "hi"], kind="stable")
     return list(zip(frame.chrom, frame.lo.astype(int), frame.hi.astype(int), frame.rest, strict=True))
