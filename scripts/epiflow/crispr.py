@@ -32,7 +32,7 @@ import pandas as pd
 from epiflow import liftover, metrics
 from epiflow.errors import InputError
 from epiflow.io_text import as_int, check_start_end, fail, first_bad, harmonize_chroms, read_table
-from epiflow.pairs import expand_ranges
+from epiflow.pairs import expand_ranges, overlaps_by_gene
 from epiflow.plots import COLORS, STYLE, to_png  # sets the Agg backend before pyplot is imported below
 
 log = logging.getLogger(__name__)
@@ -281,31 +281,6 @@ def _gene_of_predictions(pairs: pd.DataFrame, predictions: pd.DataFrame, tss_tol
         rows.append(predictions.index.get_indexer(query.index[owner]))
         genes.append(site["gene"].to_numpy()[hit])
     return np.concatenate(rows).astype(np.int64), np.concatenate(genes).astype(object)
-
-
-def overlaps_by_gene(elements: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(element row, prediction row), by position, of every prediction naming an element's gene on its chromosome
-    whose [start, end) overlaps the element's by >= 1 base (touching does not count). Both frames have columns
-    chrom, gene, start, end. A sorted search per (chromosome, gene) group, no element x prediction loop."""
-    groups = pd.MultiIndex.from_arrays([elements["chrom"], elements["gene"]]).unique()
-    pair_group = groups.get_indexer(pd.MultiIndex.from_arrays([elements["chrom"], elements["gene"]]))
-    pred_group = groups.get_indexer(pd.MultiIndex.from_arrays([predictions["chrom"], predictions["gene"]]))
-    inside = np.flatnonzero(pred_group >= 0)
-    q_start, q_end = predictions["start"].to_numpy(np.int64), predictions["end"].to_numpy(np.int64)
-    order = inside[np.lexsort((q_start[inside], pred_group[inside]))]
-    q_group = pred_group[order]
-    p_start, p_end = elements["start"].to_numpy(np.int64), elements["end"].to_numpy(np.int64)
-    span = int(max(p_end.max(initial=0), q_end.max(initial=0))) + 1
-    longest = np.zeros(len(groups), np.int64)
-    np.maximum.at(longest, q_group, q_end[order] - q_start[order])
-    key = q_group * span + q_start[order]
-    # a prediction overlaps only if it starts after start - longest and before end
-    lo = np.searchsorted(key, pair_group * span + np.maximum(p_start - longest[pair_group] + 1, 0), "left")
-    hi = np.searchsorted(key, pair_group * span + p_end, "left")
-    owner, hit = expand_ranges(lo, hi)
-    hit = order[hit]
-    overlap = (q_end[hit] > p_start[owner]) & (q_start[hit] < p_end[owner])
-    return owner[overlap], hit[overlap]
 
 
 def match_predictions(

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from epiflow import loci, plots
-from epiflow.crispr import overlaps_by_gene
 from epiflow.io_pairs import read_pair_table
 from epiflow.io_regions import read_tads
 from epiflow.metrics import aupr, precision_recall_f1
+from epiflow.pairs import overlaps_by_gene
 from epiflow.predict_outputs import read_predictions
 from epiflow.report import render
 
@@ -107,7 +107,7 @@ def shift_section(line: str, record: dict) -> dict:
 def overlap_matches(pairs: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(pair row, prediction row) of every prediction on a pair's chromosome, for the pair's gene (TargetGene ==
     gene), whose element overlaps the pair's enhancer [enhancer_start, enhancer_end) by >= 1 base. Rows are
-    positions; the search is the CRISPRi matching's (epiflow.crispr.overlaps_by_gene)."""
+    positions; the search is the CRISPRi matching's (epiflow.pairs.overlaps_by_gene)."""
     elements = pd.DataFrame(
         {
             "chrom": pairs.chrom.astype(str).to_numpy(),
