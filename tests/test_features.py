@@ -204,6 +204,22 @@ def test_compute_features_matches_separate_calls(tracks):
     assert profile.shape == (len(pairs), 2, 16) and profile.dtype == np.float32
 
 
+@pytest.mark.parametrize("normalization", ["none", "quantile"])
+def test_features_by_chromosome_equal_the_whole_table(tracks, normalization):
+    """The predict path's chunked features (normalizers fitted once, genome-wide) are the whole table's."""
+    paths, _ = tracks
+    pairs = _pairs(np.random.default_rng(11)).sample(frac=1, random_state=0)  # chromosomes interleaved
+    options = {"resolution": 50, "profile_bins": 8, "flank_fraction": 0.25, "normalization": normalization}
+    whole, whole_profile = features.compute_configured(pairs, paths, SIZES, options)
+    seen = []
+    for chrom, rows, table, profile in features.features_by_chromosome(pairs, paths, SIZES, options):
+        assert (pairs.chrom.iloc[rows] == chrom).all()
+        pd.testing.assert_frame_equal(table, whole.iloc[rows])
+        np.testing.assert_array_equal(profile, whole_profile[rows])
+        seen.extend(rows)
+    assert sorted(seen) == list(range(len(pairs)))
+
+
 def test_profiles_equal_brute_force(tracks):
     paths, dense = tracks
     pairs = _pairs(np.random.default_rng(9), n=20)

@@ -347,12 +347,15 @@ def compute_features(
     n_bins: int = 64,
     flank_fraction: float = 0.25,
     normalization: str = "none",
+    normalizers: dict[str, Normalizer] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``epw_features`` plus ``log_distance`` (log10(distance + 1)) and ``context_profiles``, in one pass.
 
-    Each track-chromosome is read once. Returns (table DataFrame, profile array (n, marks, n_bins)).
+    Each track-chromosome is read once; the marks' normalizers are fitted genome-wide unless given
+    (``fit_track_normalizers``). Returns (table DataFrame, profile array (n, marks, n_bins)).
     """
-    geom, marks, table, profile = _run(pairs, tracks, chrom_sizes, resolution, n_bins, flank_fraction, normalization)
+    args = (resolution, n_bins, flank_fraction, normalization, normalizers)
+    geom, marks, table, profile = _run(pairs, tracks, chrom_sizes, *args)
     frame = _table_frame(table, marks, pairs.index)
     frame["log_distance"] = np.log10(geom.distance + 1).astype(np.float32)
     return frame, profile
@@ -390,11 +393,16 @@ def features_by_chromosome(pairs: pd.DataFrame, tracks: dict[str, str], chrom_si
     chroms = pairs["chrom"].astype(str).to_numpy()
     for chrom in pd.unique(chroms):
         rows = np.flatnonzero(chroms == chrom)
-        part = pairs.iloc[rows]
-        args = (options["resolution"], n_bins, options["flank_fraction"], options["normalization"], normalizers)
-        geom, marks, table, profile = _run(part, tracks, chrom_sizes, *args)
-        frame = _table_frame(table, marks, part.index)
-        frame["log_distance"] = np.log10(geom.distance + 1).astype(np.float32)
+        frame, profile = compute_features(
+            pairs.iloc[rows],
+            tracks,
+            chrom_sizes,
+            options["resolution"],
+            n_bins,
+            options["flank_fraction"],
+            options["normalization"],
+            normalizers,
+        )
         yield chrom, rows, frame, profile
 
 
