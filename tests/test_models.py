@@ -365,3 +365,30 @@ def test_ensemble_resumes_each_member_after_a_kill(split, tmp_path, monkeypatch)
     assert [seed for seed, _ in saved_epochs] == [1 + ENSEMBLE_SEED_STEP] * (whole.members[1].epochs_run - 2)
     assert [m.epochs_run for m in resumed.members] == [m.epochs_run for m in whole.members]
     assert np.array_equal(resumed.predict(test), whole.predict(test))
+
+
+def test_gbm_line_balance_gives_every_training_line_the_same_weight():
+    """With uninformative features a gbm predicts its training rows' (weighted) positive rate: the pair-weighted rate
+    of a big low-rate line and a small high-rate line without line_balance, the mean of the two lines' rates with it."""
+    from epiflow.models.baselines import line_weights
+
+    rng = np.random.default_rng(3)
+    n_a, n_b = 4000, 1000
+    frame = pd.DataFrame(
+        {
+            "cell_line": ["big"] * n_a + ["small"] * n_b,
+            "label": np.r_[rng.random(n_a) < 0.1, rng.random(n_b) < 0.4].astype(int),
+            "distance": rng.integers(5_000, 100_000, n_a + n_b),
+        }
+    )
+    weights = line_weights(frame["cell_line"])
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[:n_a].sum() == pytest.approx(weights[n_a:].sum())
+    data = PairData(frame, rng.standard_normal((n_a + n_b, 2)).astype(np.float32), ["H3K27ac_enhancer", "log_distance"])
+    rates = frame.groupby("cell_line").label.mean()
+    fitted = {}
+    for balance in (False, True):
+        model = make_model("gbm", {"max_iter": 20, "line_balance": balance}, seed=0).fit(data, data)
+        fitted[balance] = float(model.predict(data).mean())
+    assert fitted[False] == pytest.approx(frame.label.mean(), abs=0.01)
+    assert fitted[True] == pytest.approx(rates.mean(), abs=0.01)

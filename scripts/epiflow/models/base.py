@@ -200,6 +200,8 @@ def available_models() -> dict[str, type[Model]]:
         # the environment screen (epiflow.train.screen_marks): marks that do not transfer to a held-out training
         # line are dropped before the final fits
         "gbm_screen": preset(GBMModel, "gbm_screen", screen_marks=True),
+        # every training line the same total weight (docs/findings/calibration.md, round 2: chosen on validation)
+        "gbm_balanced": preset(GBMModel, "gbm_balanced", line_balance=True),
         "abc": ABCModel,
         "propensity": PropensityModel,
         "epinet_small": EpiNetSmall,

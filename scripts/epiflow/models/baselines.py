@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
@@ -28,10 +29,19 @@ class DistanceModel(Model):
         return self.clf.predict_proba(log_distance(data))[:, 1]
 
 
+def line_weights(cell_lines: pd.Series) -> np.ndarray:
+    """Row weights giving every cell line the same total weight (mean weight 1): the cell line, not the pair, is the
+    unit a model must generalize over, and a line's number of pairs is set by how its labels were called."""
+    counts = cell_lines.map(cell_lines.value_counts()).to_numpy(dtype=np.float64)
+    return len(cell_lines) / (counts * cell_lines.nunique())
+
+
 class GBMModel(Model):
     """HistGradientBoosting on the tabular features (TargetFinder's method); rounds chosen on validation rows.
 
-    params: sklearn's max_iter, learning_rate, max_leaf_nodes, ...; and the PROTOCOL_PARAMS (exclude_columns, ...).
+    params: sklearn's max_iter, learning_rate, max_leaf_nodes, ...; `line_balance` (every training cell line the
+    same total weight, whatever its number of pairs; rounds then chosen on the validation rows weighted alike); and the
+    PROTOCOL_PARAMS (exclude_columns, ...).
     """
 
     family = "gradient boosting, sklearn HistGradientBoosting (TargetFinder)"
@@ -43,25 +53,28 @@ class GBMModel(Model):
         k: v
         for k, v in HistGradientBoostingClassifier().get_params().items()
         if k in ("max_depth", "min_samples_leaf", "l2_regularization", "max_features", "max_bins", "class_weight")
-    }
+    } | {"line_balance": False}
 
     def fit(self, train: PairData, val: PairData) -> Model:
         train, val = self.inputs(train), self.inputs(val)
-        params = {k: v for k, v in self.params.items() if k not in PROTOCOL_PARAMS}
+        params = {k: v for k, v in self.params.items() if k not in (*PROTOCOL_PARAMS, "line_balance")}
+        balance = bool(self.params.get("line_balance", False))
+        weight = line_weights(train.frame["cell_line"]) if balance else None
+        val_weight = line_weights(val.frame["cell_line"]) if balance else np.ones(len(val))
         if "min_samples_leaf" in params:  # a leaf never needs more than 5 % of the rows (small data still splits)
             params["min_samples_leaf"] = int(min(params["min_samples_leaf"], max(20, len(train) // 20)))
         # choose the number of boosting rounds on the validation cell line, then keep that model
         clf = HistGradientBoostingClassifier(random_state=self.seed, early_stopping=False, **params)
-        clf.fit(train.table, train.y)
+        clf.fit(train.table, train.y, sample_weight=weight)
         losses = [
-            -np.mean(val.y * np.log(p[:, 1] + 1e-9) + (1 - val.y) * np.log(p[:, 0] + 1e-9))
+            -np.average(val.y * np.log(p[:, 1] + 1e-9) + (1 - val.y) * np.log(p[:, 0] + 1e-9), weights=val_weight)
             for p in clf.staged_predict_proba(val.table)
         ]
         best = int(np.argmin(losses)) + 1
         self.clf = HistGradientBoostingClassifier(
             random_state=self.seed, early_stopping=False, **(params | {"max_iter": best})
         )
-        self.clf.fit(train.table, train.y)
+        self.clf.fit(train.table, train.y, sample_weight=weight)
         self.rounds = best
         return self
 
