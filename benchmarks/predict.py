@@ -1,7 +1,7 @@
 """Benchmark: the predict path on one real cell line genome-wide, stage by stage, against a per-pair pyBigWig baseline.
 
 Run from the repository root on a finished predict run (it reads that run's bigWigs, final model and TADs):
-    .venv/bin/python benchmarks/predict.py --workdir RUN --line K562 [--model gbm] [--max-distance 2000000]
+    .venv/bin/python benchmarks/predict.py --workdir RUN --line K562 [--model MODEL] [--max-distance 2000000]
 where RUN ran `snakemake --configfile config/predict_hg19.yaml --config mirror=../shared/data`.
 
 In one process it times: candidates (peaks + gene TSSs -> pairs), features (the cumulative-sum engine, chromosome
@@ -59,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--line", default="K562")
-    parser.add_argument("--model", default="gbm")
+    parser.add_argument("--model", help="default: the config's first predict.models")
     parser.add_argument("--configfile", default="config/predict_hg19.yaml")
     parser.add_argument("--max-distance", type=int, default=None)
     parser.add_argument("--naive", type=int, default=1000, help="pairs the per-pair baseline is timed on")
@@ -67,6 +67,7 @@ def main() -> None:
     run = args.workdir
     cfg = yaml.safe_load((run / "config/config.yaml").read_text()) | yaml.safe_load((run / args.configfile).read_text())
     opts = cfg["predict"]["candidates"]
+    args.model = args.model or cfg["predict"]["models"][0]
     max_distance = args.max_distance or opts["max_distance"]
     sizes = read_chrom_sizes(run / "results/reference/chrom_sizes.tsv")
     sheet = pd.read_csv(run / cfg["tracks"], sep="\t", comment="#", dtype=str)

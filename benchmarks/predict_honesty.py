@@ -2,7 +2,7 @@
 pairs, against the evaluation protocol's test AUPR for the same model on the same line.
 
 Run from the repository root on a finished run of config/predict_hg19.yaml (which also evaluates IMR90 held out):
-    .venv/bin/python benchmarks/predict_honesty.py --workdir RUN [--line IMR90] [--model gbm]
+    .venv/bin/python benchmarks/predict_honesty.py --workdir RUN [--line IMR90] [--model MODEL]
 
 A benchmark pair is covered when a candidate of the same gene has an element overlapping the pair's enhancer
 (BENGI names genes by Ensembl id; the candidates by symbol: CollapsedGeneBounds maps them); its genome-wide score is
@@ -50,12 +50,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--line", default="IMR90")
-    parser.add_argument("--model", default="gbm")
+    parser.add_argument("--model", help="default: the config's first predict.models")
     parser.add_argument("--configfile", default="config/predict_hg19.yaml")
     parser.add_argument("--deployed-params", action="store_true", help="rerun the evaluation with the deployed params")
     args = parser.parse_args()
     run = args.workdir
-    cfg = yaml.safe_load((run / args.configfile).read_text())["predict"]["candidates"]
+    predict = yaml.safe_load((run / args.configfile).read_text())["predict"]
+    cfg = predict["candidates"]
+    args.model = args.model or predict["models"][0]
     pairs = pd.read_csv(run / f"results/pairs/{args.line}.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str})
     pairs["symbol"] = pairs.gene.str.split(".").str[0].map(symbol_of_ensembl(run / cfg["annotation"]))
     predictions = read_predictions(run / f"results/predict/{args.line}/{args.model}/predictions.tsv.gz")

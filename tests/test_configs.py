@@ -54,7 +54,7 @@ def test_predict_hg19_plans(real_workflow):
         assert f"train_key={key}" in planned, key
     assert "train_key=GM12878+IMR90+K562" not in planned, "HeLa-S3 is not predicted"
     for line in ("K562", "GM12878", "IMR90", "HUVEC"):
-        assert f"line={line}, model=gbm" in planned, line
+        assert f"line={line}, model=gbm_balanced" in planned, line
     assert "name=K562_odd_chroms" in planned and "name=GM12878_heldout" in planned
 
 
@@ -65,4 +65,4 @@ def test_user_template_plans(real_workflow):
         real_workflow, "-n", "--configfile", "config/template.yaml", str(overlay), "--config", "mirror=../shared/data"
     )
     planned = proc.stdout + proc.stderr
-    assert "line=HUVEC, model=gbm" in planned and "train_key=GM12878+HeLa-S3+IMR90+K562" in planned
+    assert "line=HUVEC, model=gbm_balanced" in planned and "train_key=GM12878+HeLa-S3+IMR90+K562" in planned

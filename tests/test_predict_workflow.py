@@ -27,6 +27,11 @@ def outputs(workdir: Path, line: str, model: str) -> Path:
     return workdir / "results/predict" / line / model
 
 
+DEPLOYED = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())["predict"][
+    "models"
+][0]
+
+
 def test_demo_predicts_its_unlabelled_line(demo_run):
     cfg = predict_config(demo_run)
     assert cfg["lines"], "the demo predicts at least one line"
@@ -44,7 +49,7 @@ def test_unlabelled_line_beats_distance_on_its_hidden_truth(demo_run):
     """lineE's loops are in no sheet; the simulation's truth scores the predictions: a candidate is a true link when
     its element overlaps a linked enhancer of its gene."""
     truth = pd.read_csv(demo_run / "resources/demo/lineE/truth.tsv.gz", sep="\t", dtype={"chrom": str})
-    table = read_predictions(outputs(demo_run, "lineE", "gbm") / "predictions.tsv.gz").reset_index(drop=True)
+    table = read_predictions(outputs(demo_run, "lineE", DEPLOYED) / "predictions.tsv.gz").reset_index(drop=True)
     links = truth[truth.label == 1]
     merged = table.reset_index().merge(links, left_on=["chrom", "TargetGene"], right_on=["chrom", "gene"])
     hit = (merged.start < merged.enhancer_end) & (merged.end > merged.enhancer_start)
@@ -52,13 +57,13 @@ def test_unlabelled_line_beats_distance_on_its_hidden_truth(demo_run):
     y[merged.loc[hit, "index"].unique()] = 1
     assert y.sum() > 0.5 * len(links), "most true links are among the candidates"
     model, distance = aupr(y, table.score.to_numpy()), aupr(y, 1.0 / (1.0 + table.distance.to_numpy()))
-    print(f"lineE AUPR gbm {model:.3f} vs distance {distance:.3f} (positive rate {y.mean():.3f}, n {len(y)})")
+    print(f"lineE AUPR {DEPLOYED} {model:.3f} vs distance {distance:.3f} (positive rate {y.mean():.3f}, n {len(y)})")
     assert model > distance + 0.1 and model > 2 * y.mean()
 
 
 def test_browser_files_hold_the_calls(demo_run):
     for line in predict_config(demo_run)["lines"]:
-        folder = outputs(demo_run, line, "gbm")
+        folder = outputs(demo_run, line, DEPLOYED)
         calls = read_predictions(folder / "predictions.threshold.tsv.gz")
         assert calls.predicted.all() and len(calls) == read_predictions(folder / "predictions.tsv.gz").predicted.sum()
         bedpe = pd.read_csv(folder / "predictions.bedpe.gz", sep="\t", header=None, dtype={0: str, 3: str})
@@ -77,14 +82,14 @@ def test_browser_files_hold_the_calls(demo_run):
 
 
 def test_final_model_metadata_and_no_self_training(demo_run):
-    finals = sorted((demo_run / "results/final").glob("*/gbm/meta.json"))
+    finals = sorted((demo_run / "results/final").glob(f"*/{DEPLOYED}/meta.json"))
     assert finals
     for meta_path in finals:
         meta = yaml.safe_load(meta_path.read_text())
         assert meta_path.parent.parent.name == "+".join(meta["training_lines"])
         assert meta["feature_columns"] and meta["config_digest"] and meta["versions"]["scikit-learn"]
     for line in predict_config(demo_run)["lines"]:
-        calibration = yaml.safe_load((outputs(demo_run, line, "gbm") / "calibration.json").read_text())
+        calibration = yaml.safe_load((outputs(demo_run, line, DEPLOYED) / "calibration.json").read_text())
         assert line not in calibration["training_lines"]
 
 
@@ -108,7 +113,9 @@ def add_line_like(workdir: Path, new: str, like: str = "lineE") -> str:
 
 def test_one_more_line_reuses_the_final_model(run_copy):
     overlay = add_line_like(run_copy, "lineF")
-    proc = run_snakemake(run_copy, "-n", "--configfile", overlay, "--", "results/predict/lineF/gbm/predictions.tsv.gz")
+    proc = run_snakemake(
+        run_copy, "-n", "--configfile", overlay, "--", f"results/predict/lineF/{DEPLOYED}/predictions.tsv.gz"
+    )
     plan = proc.stdout + proc.stderr
     assert "predict_candidates" in plan and "predict_score" in plan
     assert "predict_fit" not in plan, "the final model of all labelled lines is reused, not refitted"
@@ -185,10 +192,10 @@ def test_demo_crispri_benchmark_finds_the_planted_mechanism(demo_run):
     summary = pd.read_csv(demo_run / "results/crispr/lineE_insilico/summary.tsv", sep="\t")
     assert list(summary.columns[: len(CRISPR_SUMMARY)]) == CRISPR_SUMMARY
     rows = summary.set_index("predictor")
-    assert {"baseline_distance", "baseline_nearest_tss", "gbm"} <= set(rows.index)
+    assert {"baseline_distance", "baseline_nearest_tss", DEPLOYED} <= set(rows.index)
     assert (rows.aupr_lo <= rows.aupr).all() and (rows.aupr <= rows.aupr_hi).all()
-    assert rows.loc["gbm", "delta_aupr_lo"] > 0, rows.loc["gbm"]
-    assert 0 < rows.loc["gbm", "matched"] <= rows.loc["gbm", "n"]
+    assert rows.loc[DEPLOYED, "delta_aupr_lo"] > 0, rows.loc[DEPLOYED]
+    assert 0 < rows.loc[DEPLOYED, "matched"] <= rows.loc[DEPLOYED, "n"]
     assert (demo_run / "results/crispr/lineE_insilico/pr_curves.png").read_bytes()[:4] == b"\x89PNG"
     html = (demo_run / "results/report/predict.html").read_text()
     assert "Functional validation (CRISPRi)" in html and "lineE_insilico" in html
