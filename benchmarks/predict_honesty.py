@@ -80,7 +80,7 @@ def main() -> None:
     y = sub.label.to_numpy()
     print(f"  covered and evaluated: {len(sub):,} pairs, positive rate {y.mean():.3f}")
     print(
-        f"  genome-wide AUPR on them {aupr(y, sub.genome_wide.to_numpy()):.3f}; evaluation test AUPR on them "
+        f"  genome-wide AUPR on them {aupr(y, sub.genome_wide.to_numpy()):.4f}; evaluation test AUPR on them "
         f"{aupr(y, sub.evaluation.to_numpy()):.3f}"
     )
     every = joined[joined.evaluation.notna()]
@@ -97,7 +97,7 @@ def main() -> None:
         every = joined.assign(deployed=joined.pair_id.map(deployed)).dropna(subset=["deployed"])
         covered_aupr = aupr(y, sub.deployed.to_numpy())
         all_aupr = aupr(every.label.to_numpy(), every.deployed.to_numpy())
-        print(f"  evaluation with the deployed params {params}: test AUPR {covered_aupr:.3f} on the covered pairs")
+        print(f"  evaluation with the deployed params {params}: test AUPR {covered_aupr:.4f} on the covered pairs")
         print(f"  (on all its pairs {all_aupr:.3f})")
 
 

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bengi  # noqa: E402
+import calibration_lolo  # noqa: E402
 import rundata  # noqa: E402
 import seeds  # noqa: E402
 
@@ -109,3 +110,70 @@ def test_seeds_keeps_the_screens_validation_trace():
     assert {t["candidate"] for t in first} == {"real", "cue"} and all(0 < t["val_aupr"] <= 1 for t in first)
     seeds.one_run(data, "D", ["A", "B", "C"], [["chr1"], ["chr2"]], "gbm", {"max_iter": 20}, 0, traces=traces)
     assert len(traces) == 1  # a model that chose nothing on validation leaves no trace
+
+
+def test_calibration_lolo_reads_validation_rows_only(tmp_path):
+    """Each validation line of each fold left out in turn; test rows (here unreadable labels) are never touched."""
+    rng = np.random.default_rng(0)
+    parts = []
+    for fold in (0, 1):
+        for line in ("A", "B", "C"):
+            score = rng.beta(1, 6, 2000)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "cell_line": line,
+                        "fold": fold,
+                        "split": "val",
+                        "score": score,
+                        "label": (rng.random(2000) < score).astype(int),
+                    }
+                )
+            )
+        parts.append(
+            pd.DataFrame(
+                {"cell_line": "H", "fold": fold, "split": "test", "score": np.nan, "label": 7}, index=range(50)
+            )
+        )
+    table = pd.concat(parts, ignore_index=True)
+    table = table.assign(pair_id=[f"p{i}" for i in range(len(table))], chrom=np.where(table.fold == 0, "chr1", "chr2"))
+    (tmp_path / "results" / "predictions" / "H").mkdir(parents=True)
+    table.to_csv(tmp_path / "results" / "predictions" / "H" / "gbm.tsv.gz", sep="\t", index=False)
+    rows = calibration_lolo.left_out_rows(tmp_path, "gbm")
+    assert len(rows) == 6 and set(rows.left_out) == {"A", "B", "C"} and set(rows.heldout) == {"H"}
+    # scores that are probabilities already: small ECE and rate gap, small regret either way
+    assert rows.ece.max() < 0.03 and rows.gap.abs().max() < 0.02
+    assert rows.regret_validation.max() < 0.05 and rows.regret_expected.max() < 0.05
+    with pytest.raises(SystemExit, match="no finished held-out line"):
+        calibration_lolo.left_out_rows(tmp_path, "distance")
+
+
+def test_expected_threshold_is_the_brute_force_plug_in_optimum():
+    """Expected TP at t = sum of p >= t, expected positives = sum of p: F1 maximized, recall and precision targets
+    met, checked against a loop over every candidate threshold."""
+    p = np.random.default_rng(4).beta(0.6, 4.0, 300)
+    candidates = np.unique(p)
+    tp = np.array([p[p >= t].sum() for t in candidates])
+    called = np.array([(p >= t).sum() for t in candidates])
+    f1 = 2 * tp / (called + p.sum())
+    assert calibration_lolo.expected_threshold(p) == candidates[np.flatnonzero(f1 == f1.max())[-1]]
+    assert calibration_lolo.expected_threshold(p, "recall", 0.7) == candidates[tp / p.sum() >= 0.7].max()
+    assert calibration_lolo.expected_threshold(p, "precision", 0.4) == candidates[tp / called >= 0.4].min()
+    with pytest.raises(calibration_lolo.InputError, match="probabilities"):
+        calibration_lolo.expected_threshold(np.zeros(5))
+
+
+def test_round3_test_f1_uses_each_folds_expected_threshold(tmp_path):
+    rng = np.random.default_rng(1)
+    prob = rng.beta(1, 5, 400)
+    test = pd.DataFrame({"fold": np.repeat([0, 1], 200), "split": "test", "prob": prob})
+    test["label"] = (rng.random(400) < prob).astype(int)
+    (tmp_path / "results" / "predictions" / "H").mkdir(parents=True)
+    test.to_csv(tmp_path / "results" / "predictions" / "H" / "gbm.tsv.gz", sep="\t", index=False)
+    thresholds = np.repeat(
+        [calibration_lolo.expected_threshold(prob[:200]), calibration_lolo.expected_threshold(prob[200:])], 200
+    )
+    called, y = prob >= thresholds, test.label.to_numpy() == 1
+    precision, recall = (called & y).sum() / called.sum(), (called & y).sum() / y.sum()
+    f1 = calibration_lolo.round3_test_f1(tmp_path, "gbm")
+    assert f1["H"] == pytest.approx(2 * precision * recall / (precision + recall))

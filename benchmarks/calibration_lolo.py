@@ -1,0 +1,115 @@
+"""Does calibration travel to a line it never saw? The validation-only evidence, from one finished run.
+
+    .venv/bin/python benchmarks/calibration_lolo.py --workdir RUN [--model gbm --model gbm_balanced]
+
+RUN is a finished evaluation (`snakemake --until calibrate_summary`), e.g. docs/findings/calibration.md's. Only the
+`val` rows of `results/predictions/{heldout}/{model}.tsv.gz` are read: per held-out line and chromosome fold, each
+validation line L is left out in turn, a temperature calibrator is fitted on the other validation lines, and L is
+treated as a new line (its labels only score the result). Printed per model, by left-out line and overall:
+
+* `ece`, `gap`: L's ECE (10 equal-mass bins) and mean probability minus positive rate (pcc's error on L);
+* `regret_validation`, `regret_expected`: L's best F1 minus its F1 at the threshold the F1 rule picks on the other
+  lines' labelled rows (the workflow's rule), or where the F1 expected under L's own probabilities is best
+  (`expected_threshold`, a study only: the contract has thresholds chosen on validation data);
+* `recall_error_validation`, `recall_error_expected`: |recall - 0.7| on L for the recall rule, the same two ways.
+
+These are the numbers the calibration choices of docs/findings/calibration.md were made on; no test row is read.
+
+With --round3-test it also prints the test F1 of round 3's variant (not adopted): each fold's threshold from
+expected_threshold on that fold's test `prob`, F1 pooled with each row's own fold threshold as in summary.tsv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from epiflow.calibrate import line_out_fits  # noqa: E402
+from epiflow.errors import InputError  # noqa: E402
+from epiflow.metrics import choose_threshold, ece, precision_recall_f1  # noqa: E402
+
+COLUMNS = ["pair_id", "cell_line", "chrom", "label", "fold", "split", "score"]
+
+
+def expected_threshold(p, rule: str = "f1", target: float | None = None) -> float:
+    """choose_threshold's rule applied to the metric *expected* under unlabelled probabilities p: each row counts as
+    a positive with weight p and as a negative with weight 1 - p, so the expected true positives at t are the sum of
+    p over rows >= t and the expected positives the sum of p. Labels are never read; with calibrated p the F1
+    optimum lies near F1*/2 (Lipton et al. 2014)."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.size == 0 or not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1 or p.sum() <= 0:
+        raise InputError("expected_threshold: probabilities must be finite, in [0, 1] and not all 0")
+    y = np.r_[np.ones(p.size), np.zeros(p.size)]
+    return choose_threshold(y, np.r_[p, p], rule, target, sample_weight=np.r_[p, 1.0 - p])
+
+
+def left_out_rows(workdir: Path, model: str) -> pd.DataFrame:
+    """One row per (held-out line, fold, left-out validation line) of the run's `val` rows."""
+    rows = []
+    for path in sorted((workdir / "results" / "predictions").glob(f"*/{model}.tsv.gz")):
+        heldout = path.parent.name
+        val = pd.read_csv(path, sep="\t", usecols=COLUMNS).query("split == 'val'")
+        for fold, part in val.groupby("fold"):
+            for fit, held, cal in line_out_fits(part, "temperature", heldout, []):
+                fit_y, fit_p = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
+                y, p = held.label.to_numpy(), cal.transform(held.score.to_numpy())
+                best = precision_recall_f1(y, p, choose_threshold(y, p))[2]
+                recall = lambda t: abs(precision_recall_f1(y, p, t)[1] - 0.7)  # noqa: B023, E731
+                rows.append(
+                    {
+                        "heldout": heldout,
+                        "fold": fold,
+                        "left_out": held.cell_line.iloc[0],
+                        "ece": ece(y, p, 10),
+                        "gap": p.mean() - y.mean(),
+                        "regret_validation": best - precision_recall_f1(y, p, choose_threshold(fit_y, fit_p))[2],
+                        "regret_expected": best - precision_recall_f1(y, p, expected_threshold(p))[2],
+                        "recall_error_validation": recall(choose_threshold(fit_y, fit_p, "recall", 0.7)),
+                        "recall_error_expected": recall(expected_threshold(p, "recall", 0.7)),
+                    }
+                )
+    if not rows:
+        raise SystemExit(f"{workdir}/results/predictions/*/{model}.tsv.gz: no finished held-out line of {model}")
+    return pd.DataFrame(rows)
+
+
+def round3_test_f1(workdir: Path, model: str) -> pd.Series:
+    """Test F1 per held-out line with each fold's threshold from expected_threshold on its test probabilities."""
+    f1 = {}
+    for path in sorted((workdir / "results" / "predictions").glob(f"*/{model}.tsv.gz")):
+        test = pd.read_csv(path, sep="\t", usecols=["fold", "split", "label", "prob"]).query("split == 'test'")
+        threshold = test.groupby("fold").prob.transform(expected_threshold)
+        y, called = test.label.to_numpy() == 1, (test.prob >= threshold).to_numpy()
+        precision, recall = (y & called).sum() / max(called.sum(), 1), (y & called).sum() / max(y.sum(), 1)
+        f1[path.parent.name] = 2 * precision * recall / max(precision + recall, 1e-12)
+    return pd.Series(f1, name=f"{model} test F1, round 3 thresholds")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--model", action="append", help="model(s) to read (default gbm)")
+    parser.add_argument("--round3-test", action="store_true", help="also the test F1 of round 3's variant")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    pd.set_option("display.width", 200)
+    for model in args.model or ["gbm"]:
+        table = left_out_rows(args.workdir, model)
+        metrics = [c for c in table.columns if c not in ("heldout", "fold", "left_out")]
+        by_line = table.groupby("left_out")[metrics].mean()
+        print(f"## {model}: {len(table)} left-out cases; mean by left-out validation line")
+        print(by_line.round(4).to_string())
+        print("overall mean", table[metrics].mean().round(4).to_dict())
+        print("worst line (max of the per-line means)", by_line.max().round(4).to_dict())
+        if args.round3_test:
+            print(round3_test_f1(args.workdir, model).round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()
