@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from epiflow.calibrate import line_out_fits  # noqa: E402
+from epiflow.calibrate import line_out_fits, split_metrics  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
 from epiflow.metrics import choose_threshold, ece, precision_recall_f1  # noqa: E402
 
@@ -83,11 +83,9 @@ def round3_test_f1(workdir: Path, model: str) -> pd.Series:
     """Test F1 per held-out line with each fold's threshold from expected_threshold on its test probabilities."""
     f1 = {}
     for path in sorted((workdir / "results" / "predictions").glob(f"*/{model}.tsv.gz")):
-        test = pd.read_csv(path, sep="\t", usecols=["fold", "split", "label", "prob"]).query("split == 'test'")
-        threshold = test.groupby("fold").prob.transform(expected_threshold)
-        y, called = test.label.to_numpy() == 1, (test.prob >= threshold).to_numpy()
-        precision, recall = (y & called).sum() / max(called.sum(), 1), (y & called).sum() / max(y.sum(), 1)
-        f1[path.parent.name] = 2 * precision * recall / max(precision + recall, 1e-12)
+        test = pd.read_csv(path, sep="\t").query("split == 'test'")
+        test = test.assign(threshold=test.groupby("fold").prob.transform(expected_threshold))
+        f1[path.parent.name] = split_metrics(test, 10).f1.iloc[0]  # summary.tsv's F1: each row at its fold's threshold
     return pd.Series(f1, name=f"{model} test F1, round 3 thresholds")
 
 

@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -55,9 +54,9 @@ def main() -> None:
     parser.add_argument("--deployed-params", action="store_true", help="rerun the evaluation with the deployed params")
     args = parser.parse_args()
     run = args.workdir
-    predict = yaml.safe_load((run / args.configfile).read_text())["predict"]
-    cfg = predict["candidates"]
-    args.model = args.model or predict["models"][0]
+    config = rundata.load_config(run / args.configfile)
+    cfg = config["predict"]["candidates"]
+    args.model = args.model or config["predict"]["models"][0]
     pairs = pd.read_csv(run / f"results/pairs/{args.line}.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str})
     pairs["symbol"] = pairs.gene.str.split(".").str[0].map(symbol_of_ensembl(run / cfg["annotation"]))
     predictions = read_predictions(run / f"results/predict/{args.line}/{args.model}/predictions.tsv.gz")
@@ -86,7 +85,6 @@ def main() -> None:
     every = joined[joined.evaluation.notna()]
     print(f"  evaluation test AUPR on all its pairs {aupr(every.label.to_numpy(), every.evaluation.to_numpy()):.3f}")
     if args.deployed_params:
-        config = rundata.load_config(run / args.configfile)
         params = dict(config["model_params"].get(args.model, {}))
         params["exclude_columns"] = list(params.get("exclude_columns") or []) + config["predict"]["exclude_columns"]
         train_lines, data = rundata.heldout_data(run, config, args.line)

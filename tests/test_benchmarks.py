@@ -166,7 +166,7 @@ def test_expected_threshold_is_the_brute_force_plug_in_optimum():
 def test_round3_test_f1_uses_each_folds_expected_threshold(tmp_path):
     rng = np.random.default_rng(1)
     prob = rng.beta(1, 5, 400)
-    test = pd.DataFrame({"fold": np.repeat([0, 1], 200), "split": "test", "prob": prob})
+    test = pd.DataFrame({"fold": np.repeat([0, 1], 200), "split": "test", "prob": prob, "score": prob})
     test["label"] = (rng.random(400) < prob).astype(int)
     (tmp_path / "results" / "predictions" / "H").mkdir(parents=True)
     test.to_csv(tmp_path / "results" / "predictions" / "H" / "gbm.tsv.gz", sep="\t", index=False)

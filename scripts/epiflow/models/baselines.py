@@ -60,7 +60,7 @@ class GBMModel(Model):
         params = {k: v for k, v in self.params.items() if k not in (*PROTOCOL_PARAMS, "line_balance")}
         balance = bool(self.params.get("line_balance", False))
         weight = line_weights(train.frame["cell_line"]) if balance else None
-        val_weight = line_weights(val.frame["cell_line"]) if balance else np.ones(len(val))
+        val_weight = line_weights(val.frame["cell_line"]) if balance else None
         if "min_samples_leaf" in params:  # a leaf never needs more than 5 % of the rows (small data still splits)
             params["min_samples_leaf"] = int(min(params["min_samples_leaf"], max(20, len(train) // 20)))
         # choose the number of boosting rounds on the validation cell line, then keep that model
