@@ -370,7 +370,7 @@ def test_ensemble_resumes_each_member_after_a_kill(split, tmp_path, monkeypatch)
 def test_gbm_line_balance_gives_every_training_line_the_same_weight():
     """With uninformative features a gbm predicts its training rows' (weighted) positive rate: the pair-weighted rate
     of a big low-rate line and a small high-rate line without line_balance, the mean of the two lines' rates with it."""
-    from epiflow.models.baselines import line_weights
+    from epiflow.metrics import line_weights
 
     rng = np.random.default_rng(3)
     n_a, n_b = 4000, 1000

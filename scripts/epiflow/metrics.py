@@ -238,3 +238,10 @@ def binary_metrics(y, p, threshold: float, n_bins: int = 15) -> dict:
         "recall": recall,
         "f1": f1,
     }
+
+
+def line_weights(cell_lines: pd.Series) -> np.ndarray:
+    """Row weights giving every cell line the same total weight (mean weight 1): the cell line, not the pair, is the
+    unit a model must generalize over, and a line's number of pairs is set by how its labels were called."""
+    counts = cell_lines.map(cell_lines.value_counts()).to_numpy(dtype=np.float64)
+    return len(cell_lines) / (counts * cell_lines.nunique())

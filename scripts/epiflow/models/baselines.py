@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
+from epiflow.metrics import line_weights
 from epiflow.models.base import PROTOCOL_PARAMS, Model, PairData
 
 
@@ -27,13 +27,6 @@ class DistanceModel(Model):
 
     def predict(self, data: PairData) -> np.ndarray:
         return self.clf.predict_proba(log_distance(data))[:, 1]
-
-
-def line_weights(cell_lines: pd.Series) -> np.ndarray:
-    """Row weights giving every cell line the same total weight (mean weight 1): the cell line, not the pair, is the
-    unit a model must generalize over, and a line's number of pairs is set by how its labels were called."""
-    counts = cell_lines.map(cell_lines.value_counts()).to_numpy(dtype=np.float64)
-    return len(cell_lines) / (counts * cell_lines.nunique())
 
 
 class GBMModel(Model):
