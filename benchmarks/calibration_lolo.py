@@ -8,10 +8,12 @@ validation line L is left out in turn, a temperature calibrator is fitted on the
 treated as a new line (its labels only score the result). Printed per model, by left-out line and overall:
 
 * `ece`, `gap`: L's ECE (10 equal-mass bins) and mean probability minus positive rate (pcc's error on L);
-* `regret_validation`, `regret_expected`: L's best F1 minus its F1 at the threshold the F1 rule picks on the other
-  lines' labelled rows (the workflow's rule), or where the F1 expected under L's own probabilities is best
-  (`expected_threshold`, a study only: the contract has thresholds chosen on validation data);
-* `recall_error_validation`, `recall_error_expected`: |recall - 0.7| on L for the recall rule, the same two ways.
+* `regret_validation`, `regret_balanced`, `regret_expected`: L's best F1 minus its F1 at the threshold the F1 rule
+  picks on the other lines' labelled rows (each row weighing 1, or each line the same total weight: round 4's
+  `threshold_balance: lines`), or where the F1 expected under L's own probabilities is best (`expected_threshold`,
+  a study only: the contract has thresholds chosen on validation data);
+* `recall_error_validation`, `recall_error_balanced`, `recall_error_expected`: |recall - 0.7| on L for the recall
+  rule, the same three ways.
 
 These are the numbers the calibration choices of docs/findings/calibration.md were made on; no test row is read.
 
@@ -32,7 +34,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from epiflow.calibrate import line_out_fits, split_metrics  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
-from epiflow.metrics import choose_threshold, ece, precision_recall_f1  # noqa: E402
+from epiflow.metrics import choose_threshold, ece, line_weights, precision_recall_f1  # noqa: E402
 
 COLUMNS = ["pair_id", "cell_line", "chrom", "label", "fold", "split", "score"]
 
@@ -58,6 +60,7 @@ def left_out_rows(workdir: Path, model: str) -> pd.DataFrame:
         for fold, part in val.groupby("fold"):
             for fit, held, cal in line_out_fits(part, "temperature", heldout, []):
                 fit_y, fit_p = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
+                balanced = line_weights(fit.cell_line)  # round 4's threshold_balance: lines
                 y, p = held.label.to_numpy(), cal.transform(held.score.to_numpy())
                 best = precision_recall_f1(y, p, choose_threshold(y, p))[2]
                 recall = lambda t: abs(precision_recall_f1(y, p, t)[1] - 0.7)  # noqa: B023, E731
@@ -69,8 +72,13 @@ def left_out_rows(workdir: Path, model: str) -> pd.DataFrame:
                         "ece": ece(y, p, 10),
                         "gap": p.mean() - y.mean(),
                         "regret_validation": best - precision_recall_f1(y, p, choose_threshold(fit_y, fit_p))[2],
+                        "regret_balanced": best
+                        - precision_recall_f1(y, p, choose_threshold(fit_y, fit_p, sample_weight=balanced))[2],
                         "regret_expected": best - precision_recall_f1(y, p, expected_threshold(p))[2],
                         "recall_error_validation": recall(choose_threshold(fit_y, fit_p, "recall", 0.7)),
+                        "recall_error_balanced": recall(
+                            choose_threshold(fit_y, fit_p, "recall", 0.7, sample_weight=balanced)
+                        ),
                         "recall_error_expected": recall(expected_threshold(p, "recall", 0.7)),
                     }
                 )

@@ -24,16 +24,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyBigWig
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import rundata  # noqa: E402
 
 from epiflow import predict_outputs as out  # noqa: E402
 from epiflow.candidates import one_tss_per_gene, predict_candidates  # noqa: E402
 from epiflow.features import features_by_chromosome  # noqa: E402
 from epiflow.io import read_chrom_sizes, read_peaks, read_tads, read_tss  # noqa: E402
 from epiflow.models import PairData  # noqa: E402
-from epiflow.predict import calibrate_candidates, load_final, score_chunk, training_key  # noqa: E402
+from epiflow.predict import (  # noqa: E402
+    calibrate_candidates,
+    calibration_settings,
+    load_final,
+    score_chunk,
+    training_key,
+)
 
 
 def peak_rss_gb() -> float:
@@ -65,7 +72,7 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=1000, help="pairs the per-pair baseline is timed on")
     args = parser.parse_args()
     run = args.workdir
-    cfg = yaml.safe_load((run / "config/config.yaml").read_text()) | yaml.safe_load((run / args.configfile).read_text())
+    cfg = rundata.load_config(run / args.configfile)
     opts = cfg["predict"]["candidates"]
     args.model = args.model or cfg["predict"]["models"][0]
     max_distance = args.max_distance or opts["max_distance"]
@@ -114,10 +121,8 @@ def main() -> None:
         score[rows], spread[rows] = score_chunk(final, args.line, data, tads, "benchmark")
         timings["scoring"] += time.perf_counter() - start
         start = time.perf_counter()
-    calibration = cfg["calibration"] | {"threshold": cfg["predict"]["threshold"]}
-    calibration["label_shift"] = cfg["predict"]["label_shift"]
     start = time.perf_counter()
-    prob, notes = calibrate_candidates(final, args.line, score, calibration)
+    prob, notes = calibrate_candidates(final, args.line, score, calibration_settings(cfg))
     timings["calibration"] = time.perf_counter() - start
     start = time.perf_counter()
     table = out.prediction_table(pairs, score, spread, prob, notes["threshold"], args.line)

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from epiflow.models import available_models, model_params, unknown_params  # noqa: E402
+from epiflow.predict import calibration_settings  # noqa: E402
 from epiflow.train import check_model_params, training_lines  # noqa: E402
 from epiflow.models.trainer import TorchModel  # noqa: E402
 

@@ -114,7 +114,7 @@ rule predict_score:
     params:
         tad_lines=lambda wc: [c for c in predict_training_lines(wc.line) if c in TAD_SOURCES],
         chrom_map=config["reference"]["chrom_map"],
-        calibration=config["calibration"] | {"threshold": PREDICT["threshold"], "label_shift": PREDICT["label_shift"]},
+        calibration=calibration_settings(config),
     script:
         "../scripts/predict_score.py"
 

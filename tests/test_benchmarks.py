@@ -144,6 +144,9 @@ def test_calibration_lolo_reads_validation_rows_only(tmp_path):
     # scores that are probabilities already: small ECE and rate gap, small regret either way
     assert rows.ece.max() < 0.03 and rows.gap.abs().max() < 0.02
     assert rows.regret_validation.max() < 0.05 and rows.regret_expected.max() < 0.05
+    # lines of equal size: weighing each line the same is weighing each row the same
+    np.testing.assert_allclose(rows.regret_balanced, rows.regret_validation, atol=1e-12)
+    np.testing.assert_allclose(rows.recall_error_balanced, rows.recall_error_validation, atol=1e-12)
     with pytest.raises(SystemExit, match="no finished held-out line"):
         calibration_lolo.left_out_rows(tmp_path, "distance")
 

@@ -18,6 +18,7 @@ from epiflow.calibrate import (
 from epiflow.metrics import choose_threshold
 
 CFG = {"methods": ["platt"], "ece_bins": 10, "label_shift": "auto", "threshold": {"rule": "f1", "target": None}}
+APPLY = CFG | {"label_shift_apply": True}  # the predict path: em / bbse re-weight the held-out rows
 
 
 def label_shift_line(rng, line, prior, n=6000):
@@ -49,7 +50,7 @@ def test_em_and_bbse_recover_pure_label_shift_and_auto_reweights():
     val, test = frame[frame.split == "val"], frame[frame.split == "test"]
     errors = prior_errors(val, "platt", "heldout", ["chr1"])
     assert errors["em"] < errors["none"] / 3 and errors["em"] < errors["pcc"]
-    out, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
+    out, notes = calibrate_fold(frame, "heldout", ["chr1"], APPLY)
     true = test.label.mean()
     assert notes["label_shift_estimator"] in {"em", "bbse"} and notes["label_shift_applied"]
     assert notes["test_prior_estimate"] == pytest.approx(true, abs=0.02)
@@ -83,8 +84,8 @@ def test_estimators_read_no_test_labels():
     flipped = frame.copy()
     is_test = flipped.split == "test"
     flipped.loc[is_test, "label"] = 1 - flipped.loc[is_test, "label"]
-    _, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
-    _, notes2 = calibrate_fold(flipped, "heldout", ["chr1"], CFG)
+    _, notes = calibrate_fold(frame, "heldout", ["chr1"], APPLY)
+    _, notes2 = calibrate_fold(flipped, "heldout", ["chr1"], APPLY)
     for key in ["test_prior_estimate", "threshold", *[f"test_prior_{e}" for e in ESTIMATORS if e != "none"]]:
         assert notes[key] == notes2[key], key
 
@@ -123,9 +124,9 @@ def test_boundary_estimate_falls_back_to_the_next_validated_estimator():
     frame = fold_frame(label_shift_line, [0.04, 0.08, 0.16], 0.25)
     test = flat_line(np.random.default_rng(1), "heldout", 0.05).assign(split="test", chrom="chr1", fold=0)
     frame = pd.concat([frame[frame.split == "val"], test.assign(pair_id=[f"t{i}" for i in range(len(test))])])
-    kept, notes_kept = calibrate_fold(frame, "heldout", ["chr1"], CFG | {"reject_boundary": False})
+    kept, notes_kept = calibrate_fold(frame, "heldout", ["chr1"], APPLY | {"reject_boundary": False})
     assert notes_kept["label_shift_estimator"] == "em" and notes_kept["test_prior_estimate"] < 1e-3  # collapsed
-    out, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
+    out, notes = calibrate_fold(frame, "heldout", ["chr1"], APPLY)
     ranking = notes["label_shift_ranking"].split(",")
     used = ranking.index(notes["label_shift_estimator"])
     assert ranking[0] == "em" and used > 0  # EM failed on the held-out rows, as did any ranked before the one used
@@ -146,6 +147,57 @@ def test_threshold_rows_are_transformed_as_the_heldout_rows_are():
     assert always["threshold"] != notes["threshold"]
     # em/bbse re-weight the held-out probabilities, so the validation rows are re-weighted in both modes
     frame = fold_frame(label_shift_line, [0.04, 0.08, 0.16], 0.25)
-    _, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
-    _, always = calibrate_fold(frame, "heldout", ["chr1"], CFG | {"threshold_reweight": "always"})
+    _, notes = calibrate_fold(frame, "heldout", ["chr1"], APPLY)
+    _, always = calibrate_fold(frame, "heldout", ["chr1"], APPLY | {"threshold_reweight": "always"})
     assert notes["label_shift_applied"] and notes["threshold"] == always["threshold"]
+
+
+def test_by_default_the_heldout_rows_shape_neither_their_probabilities_nor_the_threshold():
+    # pure label shift: em wins on validation and its estimate is reported, but (label_shift_apply false) it
+    # re-weights nothing, so changing the held-out rows' scores changes no other row's prob and no threshold
+    frame = fold_frame(label_shift_line, [0.04, 0.08, 0.16], 0.25)
+    out, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
+    assert notes["label_shift_estimator"] in {"em", "bbse"} and not notes["label_shift_applied"]
+    assert notes["test_prior_estimate"] == pytest.approx(frame[frame.split == "test"].label.mean(), abs=0.02)
+    np.testing.assert_array_equal(out.prob.to_numpy(), out.prob_calibrated.to_numpy())
+    is_test = (frame.split == "test").to_numpy()
+    moved = frame.copy()
+    moved.loc[is_test, "score"] = expit(logit(moved.score[is_test].clip(1e-6, 1 - 1e-6)) + 1.5)  # a shifted line
+    out2, notes2 = calibrate_fold(moved, "heldout", ["chr1"], CFG)
+    assert notes2["threshold"] == notes["threshold"]
+    assert notes2["test_prior_estimate"] > notes["test_prior_estimate"] + 0.05  # the estimate did see the shift
+    # held-out rows whose scores stayed as they were keep their prob, whatever the other held-out rows score
+    first, rest = np.flatnonzero(is_test)[:20], np.flatnonzero(is_test)[20:]
+    moved = frame.copy()
+    moved.iloc[rest, moved.columns.get_loc("score")] = 0.99
+    out3, _ = calibrate_fold(moved, "heldout", ["chr1"], CFG)
+    np.testing.assert_array_equal(out3.prob.to_numpy()[first], out.prob.to_numpy()[first])
+    # with label_shift_apply the same shift moves the threshold: the held-out scores reach it
+    _, applied = calibrate_fold(frame, "heldout", ["chr1"], APPLY)
+    _, applied2 = calibrate_fold(moved, "heldout", ["chr1"], APPLY)
+    assert applied["threshold"] != applied2["threshold"]
+
+
+def test_line_balanced_threshold_ignores_how_many_pairs_a_line_has():
+    # a low-rate line listed ten times over (as a big table would be) pulls the pairs-weighted threshold towards
+    # its own optimum; with every line the same total weight the threshold is that of the lines, not of the rows
+    rng = np.random.default_rng(3)
+    lines = [label_shift_line(rng, f"line{i}", prior) for i, prior in enumerate([0.02, 0.1, 0.25])]
+    big = pd.concat([lines[0]] * 10, ignore_index=True)
+    test = label_shift_line(rng, "heldout", 0.1).assign(split="test")
+
+    def frame_of(parts):
+        frame = pd.concat([*[p.assign(split="val") for p in parts], test], ignore_index=True)
+        chrom = np.where(frame.split == "test", "chr1", "chr2")
+        return frame.assign(pair_id=[f"p{i}" for i in range(len(frame))], chrom=chrom, fold=0)
+
+    cfg = CFG | {"label_shift": "pcc", "methods": ["none"]}
+    even = calibrate_fold(frame_of(lines), "heldout", ["chr1"], cfg)[1]["threshold"]
+    lines_big = calibrate_fold(frame_of([big, *lines[1:]]), "heldout", ["chr1"], cfg)[1]["threshold"]
+    pairs_even = calibrate_fold(frame_of(lines), "heldout", ["chr1"], cfg | {"threshold_balance": "pairs"})
+    pairs_big = calibrate_fold(frame_of([big, *lines[1:]]), "heldout", ["chr1"], cfg | {"threshold_balance": "pairs"})
+    assert lines_big == pytest.approx(even, abs=1e-9)
+    assert pairs_even[1]["threshold"] == pytest.approx(even, abs=1e-9)  # equal-sized lines: the same weights
+    assert abs(pairs_big[1]["threshold"] - even) > 0.05, (pairs_big[1]["threshold"], even)
+    with pytest.raises(ValueError, match="threshold_balance"):
+        calibrate_fold(frame_of(lines), "heldout", ["chr1"], cfg | {"threshold_balance": "rows"})

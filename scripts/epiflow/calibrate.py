@@ -1,9 +1,12 @@
 """The calibrate stage: per chromosome fold, calibrate on validation rows, correct for label shift, pick a threshold.
 
 Everything that is fitted or chosen here (calibration method, calibrator, threshold) sees only the `val` rows of
-the fold: training cell lines, chromosomes outside the fold. The held-out line's rows are only transformed; their
-positive rate is estimated from unlabelled scores (the estimator chosen leave-one-validation-line-out among
-ESTIMATORS), never read from labels. The threshold is chosen on validation rows transformed as the held-out rows are.
+the fold: training cell lines, chromosomes outside the fold. The held-out line's rows are only transformed, each by
+the map fitted on validation; their positive rate is estimated from their unlabelled scores (the estimator chosen
+leave-one-validation-line-out among ESTIMATORS) and reported. Only with `label_shift_apply` (the predict path, a
+user's unlabelled line) does an estimator that re-weights (em, bbse) move their probabilities, and the threshold's
+validation rows with them. The threshold is chosen on the validation rows with every validation line carrying the
+same total weight (`threshold_balance: lines`) or every row weighing 1 (`pairs`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from epiflow.calibrators import (
 )
 from epiflow.errors import InputError
 from epiflow.leakage import assert_no_leakage
-from epiflow.metrics import binary_metrics, choose_threshold, log_loss, reliability_curve
+from epiflow.metrics import binary_metrics, choose_threshold, line_weights, log_loss, reliability_curve
 
 log = logging.getLogger(__name__)
 
@@ -162,18 +165,27 @@ def heldout_prior(
     return estimator, prior, estimates
 
 
-def fold_threshold(val_y: np.ndarray, val_probs: np.ndarray, prior: float, reweighted: bool, cfg: dict) -> float:
-    """The threshold rule of `cfg` on validation rows; with `reweighted` they are first re-weighted to the held-out
-    rows' estimated positive rate `prior` (probabilities by Bayes' rule, rows by class weights)."""
+THRESHOLD_BALANCE = ("lines", "pairs")
+
+
+def fold_threshold(
+    val_y: np.ndarray, val_probs: np.ndarray, val_lines: pd.Series, prior: float, reweighted: bool, cfg: dict
+) -> float:
+    """The threshold rule of `cfg` on validation rows (cell lines `val_lines`); with `threshold_balance: lines` (the
+    default) each validation line carries the same total weight, with `pairs` each row weighs 1; with `reweighted`
+    the rows are first re-weighted to the estimated positive rate `prior` (probabilities by Bayes' rule, rows by
+    class weights)."""
+    balance = cfg.get("threshold_balance", "lines")
+    if balance not in THRESHOLD_BALANCE:
+        raise ValueError(f"calibration.threshold_balance {balance!r} is unknown (expected lines or pairs)")
     val_prior = float(val_y.mean())
     target = prior if reweighted else val_prior
+    weight = shift_weights(val_y, val_prior, target)
+    if balance == "lines":
+        weight = weight * line_weights(pd.Series(np.asarray(val_lines)))
     rule = cfg["threshold"]
     return choose_threshold(
-        val_y,
-        adjust_to_prior(val_probs, val_prior, target),
-        rule["rule"],
-        rule.get("target"),
-        sample_weight=shift_weights(val_y, val_prior, target),
+        val_y, adjust_to_prior(val_probs, val_prior, target), rule["rule"], rule.get("target"), sample_weight=weight
     )
 
 
@@ -197,11 +209,14 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
     if is_test.any():
         test_probs = out.loc[is_test, "prob_calibrated"].to_numpy()
         estimator, test_prior, estimates = heldout_prior(ranking, val_y, val_probs, test_probs, reject)
-        if REWEIGHTS[estimator]:
-            out.loc[is_test, "prob"] = adjust_to_prior(test_probs, val_prior, test_prior)
+    # the held-out rows' own estimate re-weights them (and the threshold's rows) only where the config asks: the
+    # predict path; in the evaluation the test line never enters its calibration or threshold (CONTRACT.md)
+    apply = bool(cfg.get("label_shift_apply", False)) and REWEIGHTS[estimator] and bool(is_test.any())
+    if apply:
+        out.loc[is_test, "prob"] = adjust_to_prior(out.loc[is_test, "prob_calibrated"], val_prior, test_prior)
     # validation rows transformed as the held-out rows are (`always`: re-weighted whatever the estimator)
-    reweighted = REWEIGHTS[estimator] or cfg.get("threshold_reweight", "as_heldout") == "always"
-    threshold = fold_threshold(val_y, val_probs, test_prior, reweighted, cfg)
+    reweighted = apply or cfg.get("threshold_reweight", "as_heldout") == "always"
+    threshold = fold_threshold(val_y, val_probs, val.cell_line, test_prior, reweighted, cfg)
     out["threshold"] = threshold
     out["prior_estimate"] = np.where(is_test, test_prior, np.nan)  # the held-out rows' estimated positive rate
     notes = {
@@ -213,7 +228,7 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
         "val_logloss": val_losses,
         "label_shift_estimator": estimator,
         "label_shift_ranking": ",".join(ranking),
-        "label_shift_applied": bool(REWEIGHTS[estimator] and is_test.any()),
+        "label_shift_applied": apply,
     }
     notes |= {f"test_prior_{name}": estimates[name] for name in ESTIMATORS if name != "none"}
     notes |= {f"label_shift_val_{name}_error": errors[name] for name in ESTIMATORS}

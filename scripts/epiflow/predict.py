@@ -188,6 +188,18 @@ def score_candidates(final: FinalModel, line: str, candidates: pd.DataFrame, fea
     return score, spread
 
 
+def calibration_settings(config: dict) -> dict:
+    """The calibrate stage's settings for a predicted line: `calibration` with the predict path's threshold rule and
+    label-shift estimator, which (a user's line, nothing held out) re-weights the line's probabilities when it is em
+    or bbse."""
+    predict = config["predict"]
+    return config["calibration"] | {
+        "threshold": predict["threshold"],
+        "label_shift": predict["label_shift"],
+        "label_shift_apply": True,
+    }
+
+
 def calibrate_candidates(final: FinalModel, line: str, scores: np.ndarray, cfg: dict) -> tuple[np.ndarray, dict]:
     """Calibrated probabilities of a line's candidate scores and the calibration notes (method, label-shift
     estimator, the line's estimated positive rate, threshold), fitted on the final model's validation rows only."""
