@@ -2,7 +2,8 @@
 
 Run from the repository root on a finished predict run (it reads that run's bigWigs, final model and TADs):
     .venv/bin/python benchmarks/predict.py --workdir RUN --line K562 [--model MODEL] [--max-distance 2000000]
-where RUN ran `snakemake --configfile config/predict_hg19.yaml --config mirror=../shared/data`.
+where RUN ran `snakemake --configfile config/predict_hg19.yaml --config mirror=../shared/data`. The config is this
+checkout's config/config.yaml with RUN's --configfile laid over it (nested keys merged, as Snakemake does).
 
 In one process it times: candidates (peaks + gene TSSs -> pairs), features (the cumulative-sum engine, chromosome
 by chromosome), scoring (topology prior + the final model's leave-one-line-out fits), calibration and the outputs

@@ -110,6 +110,13 @@ def check_config():
             check_model_params(model, config["model_params"].get(model, {}))
         except (KeyError, ValueError) as error:  # KeyError: screen_with names an unknown model
             config_error(f"model_params.{model}", str(error.args[0] if error.args else error))
+    calibration = config["calibration"]
+    if calibration["threshold_reweight"] == "always" and not calibration["label_shift_apply"]:
+        config_error(
+            "calibration.threshold_reweight",
+            "always re-weights the threshold's rows to the held-out rows' own estimate "
+            "(expected as_heldout, or label_shift_apply: true with it)",
+        )
     folds = PROTOCOL.get("chrom_folds") or []
     flat = [c for f in folds for c in f]
     if len(flat) != len(set(flat)):

@@ -156,6 +156,11 @@ def test_test_line_listed_in_train(plain):
     message(text, r"config/config\.yaml: protocol: test cell line\(s\) \['lineA'\] also listed in train")
 
 
+def test_threshold_reweighted_to_the_heldout_estimate_without_label_shift_apply(plain):
+    text = failed_run(plain, "-n", "--config", "calibration={threshold_reweight: always}")
+    message(text, r"config/config\.yaml: calibration\.threshold_reweight: always re-weights .* held-out rows' own")
+
+
 def test_marks_missing_for_one_cell_line(plain):
     header, rows = read_sheet(plain, "tracks.tsv")
     rows = [r for r in rows if r[:2] != ["lineB", "H2AZ"]]

@@ -118,7 +118,8 @@ def test_calibration_lolo_reads_validation_rows_only(tmp_path):
     parts = []
     for fold in (0, 1):
         for line in ("A", "B", "C"):
-            score = rng.beta(1, 6, 2000)
+            big = fold == 1 and line == "C"  # fold 1: one big, low-rate line
+            score = rng.beta(1, 20, 8000) if big else rng.beta(1, 6, 2000)
             parts.append(
                 pd.DataFrame(
                     {
@@ -126,7 +127,7 @@ def test_calibration_lolo_reads_validation_rows_only(tmp_path):
                         "fold": fold,
                         "split": "val",
                         "score": score,
-                        "label": (rng.random(2000) < score).astype(int),
+                        "label": (rng.random(score.size) < score).astype(int),
                     }
                 )
             )
@@ -143,10 +144,15 @@ def test_calibration_lolo_reads_validation_rows_only(tmp_path):
     assert len(rows) == 6 and set(rows.left_out) == {"A", "B", "C"} and set(rows.heldout) == {"H"}
     # scores that are probabilities already: small ECE and rate gap, small regret either way
     assert rows.ece.max() < 0.03 and rows.gap.abs().max() < 0.02
-    assert rows.regret_validation.max() < 0.05 and rows.regret_expected.max() < 0.05
-    # lines of equal size: weighing each line the same is weighing each row the same
-    np.testing.assert_allclose(rows.regret_balanced, rows.regret_validation, atol=1e-12)
-    np.testing.assert_allclose(rows.recall_error_balanced, rows.recall_error_validation, atol=1e-12)
+    assert rows.regret_expected.max() < 0.05 and rows[rows.fold == 0].regret_validation.max() < 0.05
+    # lines of equal size (fold 0): weighing each line the same is weighing each row the same; with the big line
+    # among the fitted ones (fold 1, A or B left out) the balanced threshold is another one
+    even, uneven = rows[rows.fold == 0], rows[(rows.fold == 1) & (rows.left_out != "C")]
+    np.testing.assert_allclose(even.regret_balanced, even.regret_validation, atol=1e-12)
+    np.testing.assert_allclose(even.recall_error_balanced, even.recall_error_validation, atol=1e-12)
+    # ... nearer the left-out small line's own: the big low-rate line no longer sets it
+    assert np.all(uneven.regret_balanced < uneven.regret_validation)
+    assert np.all(uneven.recall_error_balanced < uneven.recall_error_validation)
     with pytest.raises(SystemExit, match="no finished held-out line"):
         calibration_lolo.left_out_rows(tmp_path, "distance")
 

@@ -12,10 +12,13 @@ from epiflow.calibrate import (
     choose_estimator,
     compare_methods,
     estimate_prior,
+    fold_threshold,
     prior_errors,
+    shift_weights,
     split_metrics,
 )
-from epiflow.metrics import choose_threshold
+from epiflow.calibrators import adjust_to_prior
+from epiflow.metrics import choose_threshold, line_weights
 
 CFG = {"methods": ["platt"], "ece_bins": 10, "label_shift": "auto", "threshold": {"rule": "f1", "target": None}}
 APPLY = CFG | {"label_shift_apply": True}  # the predict path: em / bbse re-weight the held-out rows
@@ -143,8 +146,11 @@ def test_threshold_rows_are_transformed_as_the_heldout_rows_are():
     is_val = (out.split == "val").to_numpy()
     assert notes["label_shift_estimator"] == "pcc"
     assert notes["threshold"] == choose_threshold(out.label[is_val], out.prob[is_val])
-    _, always = calibrate_fold(frame, "heldout", ["chr1"], CFG | {"threshold_reweight": "always"})
+    _, always = calibrate_fold(frame, "heldout", ["chr1"], APPLY | {"threshold_reweight": "always"})
     assert always["threshold"] != notes["threshold"]
+    # `always` lets the held-out rows' estimate reach the threshold: refused unless label_shift_apply allows it
+    with pytest.raises(ValueError, match="label_shift_apply"):
+        calibrate_fold(frame, "heldout", ["chr1"], CFG | {"threshold_reweight": "always"})
     # em/bbse re-weight the held-out probabilities, so the validation rows are re-weighted in both modes
     frame = fold_frame(label_shift_line, [0.04, 0.08, 0.16], 0.25)
     _, notes = calibrate_fold(frame, "heldout", ["chr1"], APPLY)
@@ -157,25 +163,26 @@ def test_by_default_the_heldout_rows_shape_neither_their_probabilities_nor_the_t
     # re-weights nothing, so changing the held-out rows' scores changes no other row's prob and no threshold
     frame = fold_frame(label_shift_line, [0.04, 0.08, 0.16], 0.25)
     out, notes = calibrate_fold(frame, "heldout", ["chr1"], CFG)
-    assert notes["label_shift_estimator"] in {"em", "bbse"} and not notes["label_shift_applied"]
+    assert notes["label_shift_estimator"] == "em" and not notes["label_shift_applied"]
     assert notes["test_prior_estimate"] == pytest.approx(frame[frame.split == "test"].label.mean(), abs=0.02)
     np.testing.assert_array_equal(out.prob.to_numpy(), out.prob_calibrated.to_numpy())
     is_test = (frame.split == "test").to_numpy()
     moved = frame.copy()
-    moved.loc[is_test, "score"] = expit(logit(moved.score[is_test].clip(1e-6, 1 - 1e-6)) + 1.5)  # a shifted line
+    moved.loc[is_test, "score"] = expit(logit(moved.score[is_test].clip(1e-6, 1 - 1e-6)) + 0.3)  # a shifted line
     out2, notes2 = calibrate_fold(moved, "heldout", ["chr1"], CFG)
-    assert notes2["threshold"] == notes["threshold"]
-    assert notes2["test_prior_estimate"] > notes["test_prior_estimate"] + 0.05  # the estimate did see the shift
+    assert notes2["label_shift_estimator"] == "em" and notes2["threshold"] == notes["threshold"]
+    assert notes2["test_prior_estimate"] > notes["test_prior_estimate"] + 0.03  # em's estimate did see the shift
+    # with label_shift_apply the same shift moves the threshold: the held-out scores reach it
+    _, applied = calibrate_fold(frame, "heldout", ["chr1"], APPLY)
+    _, applied2 = calibrate_fold(moved, "heldout", ["chr1"], APPLY)
+    assert applied["label_shift_estimator"] == applied2["label_shift_estimator"] == "em"
+    assert applied["label_shift_applied"] and applied2["threshold"] > applied["threshold"] + 0.02
     # held-out rows whose scores stayed as they were keep their prob, whatever the other held-out rows score
     first, rest = np.flatnonzero(is_test)[:20], np.flatnonzero(is_test)[20:]
     moved = frame.copy()
     moved.iloc[rest, moved.columns.get_loc("score")] = 0.99
     out3, _ = calibrate_fold(moved, "heldout", ["chr1"], CFG)
     np.testing.assert_array_equal(out3.prob.to_numpy()[first], out.prob.to_numpy()[first])
-    # with label_shift_apply the same shift moves the threshold: the held-out scores reach it
-    _, applied = calibrate_fold(frame, "heldout", ["chr1"], APPLY)
-    _, applied2 = calibrate_fold(moved, "heldout", ["chr1"], APPLY)
-    assert applied["threshold"] != applied2["threshold"]
 
 
 def test_line_balanced_threshold_ignores_how_many_pairs_a_line_has():
@@ -201,3 +208,20 @@ def test_line_balanced_threshold_ignores_how_many_pairs_a_line_has():
     assert abs(pairs_big[1]["threshold"] - even) > 0.05, (pairs_big[1]["threshold"], even)
     with pytest.raises(ValueError, match="threshold_balance"):
         calibrate_fold(frame_of(lines), "heldout", ["chr1"], cfg | {"threshold_balance": "rows"})
+
+
+def test_line_balanced_rows_reweighted_to_the_estimate_have_the_estimated_rate():
+    # unequal lines and label_shift_apply: the class weights must bring the *line-weighted* rows to the estimate
+    rng = np.random.default_rng(5)
+    lines = [("line0", 0.036, 20000), ("line1", 0.06, 8000), ("line2", 0.099, 4000)]
+    val = pd.concat([label_shift_line(rng, line, prior, n) for line, prior, n in lines])
+    y, p, lines = val.label.to_numpy(), val.score.to_numpy(), val.cell_line
+    cfg = CFG | {"threshold": {"rule": "f1", "target": None}}
+    balanced = line_weights(lines)
+    source = np.average(y, weights=balanced)
+    weight = balanced * shift_weights(y, source, 0.2)
+    assert np.average(y, weights=weight) == pytest.approx(0.2)
+    expected = choose_threshold(y, adjust_to_prior(p, y.mean(), 0.2), "f1", None, sample_weight=weight)
+    assert fold_threshold(y, p, lines, 0.2, True, cfg) == expected
+    # without re-weighting: the line weights alone
+    assert fold_threshold(y, p, lines, 0.2, False, cfg) == choose_threshold(y, p, "f1", None, sample_weight=balanced)

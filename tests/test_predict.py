@@ -10,6 +10,7 @@ from epiflow.candidates import one_tss_per_gene, predict_candidates
 from epiflow.errors import InputError, LeakageError
 from epiflow.predict import (
     calibrate_candidates,
+    calibration_settings,
     check_not_trained_on,
     fit_final,
     load_final,
@@ -179,6 +180,21 @@ def test_calibration_of_candidates_uses_validation_rows_only(lines):
     assert not np.array_equal(shuffled, lines["D"].frame.label.to_numpy())
     again, _ = calibrate_candidates(final, "D", score, CFG)
     np.testing.assert_array_equal(prob, again)
+
+
+def test_a_predicted_line_is_re_weighted_by_a_re_weighting_estimator(lines):
+    # the predict path's settings: its own threshold rule and estimator, and (nothing held out) em re-weights
+    config = {"calibration": CFG | {"threshold": {"rule": "f1"}}, "predict": {"threshold": CFG["threshold"]}}
+    settings = calibration_settings(config | {"predict": config["predict"] | {"label_shift": "em"}})
+    assert settings["label_shift_apply"] and settings["label_shift"] == "em"
+    assert settings["threshold"] == {"rule": "recall", "target": 0.7}
+    final = fit_final(lines, ["A", "B", "C"], "gbm", {"max_iter": 20}, seed=0)
+    score, _ = final.score(lines["D"])
+    kept, pcc = calibrate_candidates(final, "D", score, settings | {"label_shift": "pcc"})
+    moved, em = calibrate_candidates(final, "D", score, settings)
+    assert not pcc["label_shift_applied"] and em["label_shift_estimator"] == "em" and em["label_shift_applied"]
+    assert moved.mean() == pytest.approx(em["test_prior_estimate"], abs=0.01)
+    assert not np.allclose(moved, kept)
 
 
 def candidate_table(n=60, seed=0):

@@ -72,8 +72,8 @@ def shift_weights(y: np.ndarray, source_prior: float, target_prior: float) -> np
 
 # Label-shift estimators of a new line's positive rate from its unlabelled calibrated probabilities. `none` keeps the
 # validation rate; `pcc` (probabilistic classify-and-count) takes the mean calibrated probability and leaves the
-# probabilities as they are; `em` (Saerens et al. 2002) and `bbse` (Lipton et al. 2018) assume pure label shift and
-# re-weight the probabilities to their estimate.
+# probabilities as they are; `em` (Saerens et al. 2002) and `bbse` (Lipton et al. 2018) assume pure label shift and,
+# with `label_shift_apply` (the predict path), re-weight the probabilities to their estimate.
 ESTIMATORS = ("none", "pcc", "em", "bbse")
 REWEIGHTS = {"none": False, "pcc": False, "em": True, "bbse": True}
 
@@ -178,15 +178,14 @@ def fold_threshold(
     balance = cfg.get("threshold_balance", "lines")
     if balance not in THRESHOLD_BALANCE:
         raise ValueError(f"calibration.threshold_balance {balance!r} is unknown (expected lines or pairs)")
-    val_prior = float(val_y.mean())
-    target = prior if reweighted else val_prior
-    weight = shift_weights(val_y, val_prior, target)
-    if balance == "lines":
-        weight = weight * line_weights(pd.Series(np.asarray(val_lines)))
+    val_prior = float(val_y.mean())  # the rate the calibrated probabilities are calibrated under
+    lines = line_weights(pd.Series(np.asarray(val_lines))) if balance == "lines" else np.ones(len(val_y))
+    source = float(np.average(val_y, weights=lines))  # the positive rate of the rows as weighted
+    # class weights on top of the line weights, so that the weighted rows have the positive rate `prior`
+    weight = lines * shift_weights(val_y, source, prior if reweighted else source)
+    probs = adjust_to_prior(val_probs, val_prior, prior if reweighted else val_prior)
     rule = cfg["threshold"]
-    return choose_threshold(
-        val_y, adjust_to_prior(val_probs, val_prior, target), rule["rule"], rule.get("target"), sample_weight=weight
-    )
+    return choose_threshold(val_y, probs, rule["rule"], rule.get("target"), sample_weight=weight)
 
 
 def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg: dict) -> tuple[pd.DataFrame, dict]:
@@ -214,8 +213,15 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
     apply = bool(cfg.get("label_shift_apply", False)) and REWEIGHTS[estimator] and bool(is_test.any())
     if apply:
         out.loc[is_test, "prob"] = adjust_to_prior(out.loc[is_test, "prob_calibrated"], val_prior, test_prior)
-    # validation rows transformed as the held-out rows are (`always`: re-weighted whatever the estimator)
-    reweighted = apply or cfg.get("threshold_reweight", "as_heldout") == "always"
+    # validation rows transformed as the held-out rows are (`always`: re-weighted whatever the estimator, which lets
+    # the held-out rows' estimate reach the threshold, so only together with label_shift_apply)
+    always = cfg.get("threshold_reweight", "as_heldout") == "always"
+    if always and not cfg.get("label_shift_apply", False):
+        raise ValueError(
+            "calibration.threshold_reweight: always re-weights the threshold's rows to the held-out rows' estimate; "
+            "it needs calibration.label_shift_apply: true (expected as_heldout otherwise)"
+        )
+    reweighted = apply or (always and bool(is_test.any()))
     threshold = fold_threshold(val_y, val_probs, val.cell_line, test_prior, reweighted, cfg)
     out["threshold"] = threshold
     out["prior_estimate"] = np.where(is_test, test_prior, np.nan)  # the held-out rows' estimated positive rate
@@ -259,7 +265,8 @@ def compare_methods(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cf
 
 
 def reliability_table(pred: pd.DataFrame, n_bins: int) -> pd.DataFrame:
-    """Reliability curve data of the test rows: raw score, calibrated, calibrated + label shift."""
+    """Reliability curve data of the test rows: raw score, calibrated, final `prob` (= calibrated unless
+    `label_shift_apply` re-weighted it)."""
     test = pred[pred.split == "test"]
     parts = []
     for name, column in (("raw", "score"), ("calibrated", "prob_calibrated"), ("final", "prob")):

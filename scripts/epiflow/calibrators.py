@@ -4,9 +4,10 @@ an unseen cell line.
 Two steps, both fitted without the held-out cell line's labels:
 1. a calibrator (temperature, Platt, isotonic or beta) fitted on validation rows of the training
    cell lines only (``fit_on_validation`` refuses anything else);
-2. a label-shift correction: positive rates differ between cell lines (3.6 % K562 ... 10 % IMR90),
-   so the held-out line's prior is estimated from its unlabeled scores (EM or BBSE) and the
-   posteriors are re-weighted by Bayes' rule (``adjust_to_prior``).
+2. a label-shift estimate: positive rates differ between cell lines (3.6 % K562 ... 10 % IMR90),
+   so the held-out line's prior is estimated from its unlabeled scores (EM or BBSE); on the predict
+   path (``label_shift_apply``) the posteriors are then re-weighted by Bayes' rule
+   (``adjust_to_prior``), in the evaluation the estimate is only reported (epiflow.calibrate).
 A ``Calibrator`` is rebuilt from its JSON-able ``params`` alone, so a rule can write it and a later
 rule apply it.
 """

@@ -119,7 +119,7 @@ def threshold_shift(facts: Facts, t: float) -> list[Finding]:
 
 
 def prior_misestimate(facts: Facts, t: float) -> list[Finding]:
-    """The EM estimate of the held-out positive rate is off from the true rate by >= t (relative)."""
+    """The label-free estimate of the held-out positive rate is off from the true rate by >= t (relative)."""
     if facts.calibration.empty:
         return []
     cal = facts.calibration.groupby(["heldout", "model"], as_index=False)[
