@@ -19,6 +19,7 @@ These are the numbers the calibration choices of docs/findings/calibration.md we
 
 With --round3-test it also prints the test F1 of round 3's variant (not adopted): each fold's threshold from
 expected_threshold on that fold's test `prob`, F1 pooled with each row's own fold threshold as in summary.tsv.
+With --line-fits it also prints each validation line's own calibration map (`line_fits`, val rows only).
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from scipy.special import logit  # noqa: E402
+
 from epiflow.calibrate import line_out_fits, split_metrics  # noqa: E402
+from epiflow.calibrators import SCORE_EPS, fit_calibrator  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
 from epiflow.metrics import choose_threshold, ece, line_weights, precision_recall_f1  # noqa: E402
 
@@ -87,6 +91,40 @@ def left_out_rows(workdir: Path, model: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def line_fits(workdir: Path, model: str) -> pd.DataFrame:
+    """Per (held-out line, fold, validation line L): L's positive rate, the temperature fitted on the other validation
+    lines, and temperature and Platt (slope a, intercept b on the logit) fitted on L's own labelled rows, with two
+    label-free views of L's scores (mean score, s.d. of the logit). Shows how far a line's own calibration map is from
+    the one its neighbours give it; `val` rows only."""
+    rows = []
+    for path in sorted((workdir / "results" / "predictions").glob(f"*/{model}.tsv.gz")):
+        val = pd.read_csv(path, sep="\t", usecols=COLUMNS).query("split == 'val'")
+        for fold, part in val.groupby("fold"):
+            for line, held in part.groupby("cell_line"):
+                other = part[part.cell_line != line]
+                if other.label.nunique() < 2 or held.label.nunique() < 2:
+                    continue
+                platt = fit_calibrator("platt", held.score, held.label).params
+                z = logit(np.clip(held.score.to_numpy(), SCORE_EPS, 1 - SCORE_EPS))
+                rows.append(
+                    {
+                        "heldout": path.parent.name,
+                        "fold": fold,
+                        "line": line,
+                        "rate": held.label.mean(),
+                        "temperature_others": fit_calibrator("temperature", other.score, other.label).params[
+                            "temperature"
+                        ],
+                        "temperature_own": fit_calibrator("temperature", held.score, held.label).params["temperature"],
+                        "platt_a_own": platt["a"],
+                        "platt_b_own": platt["b"],
+                        "mean_score": held.score.mean(),
+                        "sd_logit": z.std(),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def round3_test_f1(workdir: Path, model: str) -> pd.Series:
     """Test F1 per held-out line with each fold's threshold from expected_threshold on its test probabilities."""
     f1 = {}
@@ -102,6 +140,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--model", action="append", help="model(s) to read (default gbm)")
     parser.add_argument("--round3-test", action="store_true", help="also the test F1 of round 3's variant")
+    parser.add_argument("--line-fits", action="store_true", help="also each validation line's own calibration map")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     pd.set_option("display.width", 200)
@@ -115,6 +154,10 @@ def main() -> None:
         print("worst line (max of the per-line means)", by_line.max().round(4).to_dict())
         if args.round3_test:
             print(round3_test_f1(args.workdir, model).round(4).to_string())
+        if args.line_fits:
+            fits = line_fits(args.workdir, model)
+            print(f"## {model}: each validation line's own calibration map, mean over held-out line x fold")
+            print(fits.drop(columns=["heldout", "fold"]).groupby("line").mean().round(3).to_string())
 
 
 if __name__ == "__main__":

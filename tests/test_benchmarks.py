@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit, logit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -110,6 +111,29 @@ def test_seeds_keeps_the_screens_validation_trace():
     assert {t["candidate"] for t in first} == {"real", "cue"} and all(0 < t["val_aupr"] <= 1 for t in first)
     seeds.one_run(data, "D", ["A", "B", "C"], [["chr1"], ["chr2"]], "gbm", {"max_iter": 20}, 0, traces=traces)
     assert len(traces) == 1  # a model that chose nothing on validation leaves no trace
+
+
+def test_line_fits_recover_a_lines_own_calibration_map(tmp_path):
+    """Two lines whose scores are calibrated and one whose labels follow sigmoid(1.5 logit(score) + 0.5): its own
+    Platt map is found, the others' is the identity; test rows are never read."""
+    rng = np.random.default_rng(1)
+    parts = []
+    for line, (a, b) in {"A": (1.0, 0.0), "B": (1.0, 0.0), "C": (1.5, 0.5)}.items():
+        score = expit(rng.normal(-2.5, 1.2, 20000))
+        label = (rng.random(score.size) < expit(a * logit(score) + b)).astype(int)
+        parts.append(pd.DataFrame({"cell_line": line, "fold": 0, "split": "val", "score": score, "label": label}))
+    parts.append(pd.DataFrame({"cell_line": "H", "fold": 0, "split": "test", "score": np.nan, "label": 7}, index=[0]))
+    table = pd.concat(parts, ignore_index=True).assign(chrom="chr1")
+    table = table.assign(pair_id=[f"p{i}" for i in range(len(table))])
+    (tmp_path / "results" / "predictions" / "H").mkdir(parents=True)
+    table.to_csv(tmp_path / "results" / "predictions" / "H" / "gbm.tsv.gz", sep="\t", index=False)
+    fits = calibration_lolo.line_fits(tmp_path, "gbm").set_index("line")
+    assert list(fits.index) == ["A", "B", "C"]
+    assert fits.loc["C", "platt_a_own"] == pytest.approx(1.5, abs=0.1)
+    assert fits.loc["C", "platt_b_own"] == pytest.approx(0.5, abs=0.2)
+    for line in ("A", "B"):
+        assert fits.loc[line, "platt_a_own"] == pytest.approx(1.0, abs=0.1)
+        assert fits.loc[line, "temperature_own"] == pytest.approx(1.0, abs=0.1)
 
 
 def test_calibration_lolo_reads_validation_rows_only(tmp_path):
