@@ -55,37 +55,42 @@ def expected_threshold(p, rule: str = "f1", target: float | None = None) -> floa
     return choose_threshold(y, np.r_[p, p], rule, target, sample_weight=np.r_[p, 1.0 - p])
 
 
+def validation_folds(workdir: Path, model: str):
+    """(held-out line, fold, that fold's `val` rows) of every finished held-out line of `model` in the run."""
+    for path in sorted((workdir / "results" / "predictions").glob(f"*/{model}.tsv.gz")):
+        val = pd.read_csv(path, sep="\t", usecols=COLUMNS).query("split == 'val'")
+        for fold, part in val.groupby("fold"):
+            yield path.parent.name, fold, part
+
+
 def left_out_rows(workdir: Path, model: str) -> pd.DataFrame:
     """One row per (held-out line, fold, left-out validation line) of the run's `val` rows."""
     rows = []
-    for path in sorted((workdir / "results" / "predictions").glob(f"*/{model}.tsv.gz")):
-        heldout = path.parent.name
-        val = pd.read_csv(path, sep="\t", usecols=COLUMNS).query("split == 'val'")
-        for fold, part in val.groupby("fold"):
-            for fit, held, cal in line_out_fits(part, "temperature", heldout, []):
-                fit_y, fit_p = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
-                balanced = line_weights(fit.cell_line)  # round 4's threshold_balance: lines
-                y, p = held.label.to_numpy(), cal.transform(held.score.to_numpy())
-                best = precision_recall_f1(y, p, choose_threshold(y, p))[2]
-                recall = lambda t: abs(precision_recall_f1(y, p, t)[1] - 0.7)  # noqa: B023, E731
-                rows.append(
-                    {
-                        "heldout": heldout,
-                        "fold": fold,
-                        "left_out": held.cell_line.iloc[0],
-                        "ece": ece(y, p, 10),
-                        "gap": p.mean() - y.mean(),
-                        "regret_validation": best - precision_recall_f1(y, p, choose_threshold(fit_y, fit_p))[2],
-                        "regret_balanced": best
-                        - precision_recall_f1(y, p, choose_threshold(fit_y, fit_p, sample_weight=balanced))[2],
-                        "regret_expected": best - precision_recall_f1(y, p, expected_threshold(p))[2],
-                        "recall_error_validation": recall(choose_threshold(fit_y, fit_p, "recall", 0.7)),
-                        "recall_error_balanced": recall(
-                            choose_threshold(fit_y, fit_p, "recall", 0.7, sample_weight=balanced)
-                        ),
-                        "recall_error_expected": recall(expected_threshold(p, "recall", 0.7)),
-                    }
-                )
+    for heldout, fold, part in validation_folds(workdir, model):
+        for fit, held, cal in line_out_fits(part, "temperature", heldout, []):
+            fit_y, fit_p = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
+            balanced = line_weights(fit.cell_line)  # round 4's threshold_balance: lines
+            y, p = held.label.to_numpy(), cal.transform(held.score.to_numpy())
+            best = precision_recall_f1(y, p, choose_threshold(y, p))[2]
+            recall = lambda t: abs(precision_recall_f1(y, p, t)[1] - 0.7)  # noqa: B023, E731
+            rows.append(
+                {
+                    "heldout": heldout,
+                    "fold": fold,
+                    "left_out": held.cell_line.iloc[0],
+                    "ece": ece(y, p, 10),
+                    "gap": p.mean() - y.mean(),
+                    "regret_validation": best - precision_recall_f1(y, p, choose_threshold(fit_y, fit_p))[2],
+                    "regret_balanced": best
+                    - precision_recall_f1(y, p, choose_threshold(fit_y, fit_p, sample_weight=balanced))[2],
+                    "regret_expected": best - precision_recall_f1(y, p, expected_threshold(p))[2],
+                    "recall_error_validation": recall(choose_threshold(fit_y, fit_p, "recall", 0.7)),
+                    "recall_error_balanced": recall(
+                        choose_threshold(fit_y, fit_p, "recall", 0.7, sample_weight=balanced)
+                    ),
+                    "recall_error_expected": recall(expected_threshold(p, "recall", 0.7)),
+                }
+            )
     if not rows:
         raise SystemExit(f"{workdir}/results/predictions/*/{model}.tsv.gz: no finished held-out line of {model}")
     return pd.DataFrame(rows)
@@ -97,31 +102,26 @@ def line_fits(workdir: Path, model: str) -> pd.DataFrame:
     label-free views of L's scores (mean score, s.d. of the logit). Shows how far a line's own calibration map is from
     the one its neighbours give it; `val` rows only."""
     rows = []
-    for path in sorted((workdir / "results" / "predictions").glob(f"*/{model}.tsv.gz")):
-        val = pd.read_csv(path, sep="\t", usecols=COLUMNS).query("split == 'val'")
-        for fold, part in val.groupby("fold"):
-            for line, held in part.groupby("cell_line"):
-                other = part[part.cell_line != line]
-                if other.label.nunique() < 2 or held.label.nunique() < 2:
-                    continue
-                platt = fit_calibrator("platt", held.score, held.label).params
-                z = logit(np.clip(held.score.to_numpy(), SCORE_EPS, 1 - SCORE_EPS))
-                rows.append(
-                    {
-                        "heldout": path.parent.name,
-                        "fold": fold,
-                        "line": line,
-                        "rate": held.label.mean(),
-                        "temperature_others": fit_calibrator("temperature", other.score, other.label).params[
-                            "temperature"
-                        ],
-                        "temperature_own": fit_calibrator("temperature", held.score, held.label).params["temperature"],
-                        "platt_a_own": platt["a"],
-                        "platt_b_own": platt["b"],
-                        "mean_score": held.score.mean(),
-                        "sd_logit": z.std(),
-                    }
-                )
+    for heldout, fold, part in validation_folds(workdir, model):
+        for _, held, others in line_out_fits(part, "temperature", heldout, []):
+            if held.label.nunique() < 2:
+                continue
+            platt = fit_calibrator("platt", held.score, held.label).params
+            z = logit(np.clip(held.score.to_numpy(), SCORE_EPS, 1 - SCORE_EPS))
+            rows.append(
+                {
+                    "heldout": heldout,
+                    "fold": fold,
+                    "line": held.cell_line.iloc[0],
+                    "rate": held.label.mean(),
+                    "temperature_others": others.params["temperature"],
+                    "temperature_own": fit_calibrator("temperature", held.score, held.label).params["temperature"],
+                    "platt_a_own": platt["a"],
+                    "platt_b_own": platt["b"],
+                    "mean_score": held.score.mean(),
+                    "sd_logit": z.std(),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -179,7 +179,7 @@ def fold_threshold(
     if balance not in THRESHOLD_BALANCE:
         raise ValueError(f"calibration.threshold_balance {balance!r} is unknown (expected lines or pairs)")
     val_prior = float(val_y.mean())  # the rate the calibrated probabilities are calibrated under
-    lines = line_weights(pd.Series(np.asarray(val_lines))) if balance == "lines" else np.ones(len(val_y))
+    lines = line_weights(val_lines) if balance == "lines" else np.ones(len(val_y))
     source = float(np.average(val_y, weights=lines))  # the positive rate of the rows as weighted
     # class weights on top of the line weights, so that the weighted rows have the positive rate `prior`
     weight = lines * shift_weights(val_y, source, prior if reweighted else source)
@@ -190,6 +190,14 @@ def fold_threshold(
 
 def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg: dict) -> tuple[pd.DataFrame, dict]:
     """Calibrated `prob` and the threshold for one fold's rows (split train/val/test); returns rows and notes."""
+    # `always` lets the held-out rows' estimate reach the threshold, so only together with label_shift_apply
+    may_apply = bool(cfg.get("label_shift_apply", False))
+    always = cfg.get("threshold_reweight", "as_heldout") == "always"
+    if always and not may_apply:
+        raise ValueError(
+            "calibration.threshold_reweight: always re-weights the threshold's rows to the held-out rows' estimate; "
+            "it needs calibration.label_shift_apply: true (expected as_heldout otherwise)"
+        )
     val = fold[fold.split == "val"]
     assert_no_leakage(val, heldout, test_chroms, "calibration rows")
     method, val_losses, fits = select_method(val, list(cfg["methods"]), heldout, test_chroms)
@@ -201,27 +209,21 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
     val_probs = cal.transform(val.score.to_numpy())
     val_prior = float(val_y.mean())
     is_test = (out.split == "test").to_numpy()
+    has_test = bool(is_test.any())
     reject = bool(cfg.get("reject_boundary", True))
     errors = prior_errors(val, method, heldout, test_chroms, fits, reject)
     ranking = rank_estimators(cfg["label_shift"], errors)
     estimator, estimates, test_prior = ranking[0], {name: float("nan") for name in ESTIMATORS}, val_prior
-    if is_test.any():
+    if has_test:
         test_probs = out.loc[is_test, "prob_calibrated"].to_numpy()
         estimator, test_prior, estimates = heldout_prior(ranking, val_y, val_probs, test_probs, reject)
     # the held-out rows' own estimate re-weights them (and the threshold's rows) only where the config asks: the
     # predict path; in the evaluation the test line never enters its calibration or threshold (CONTRACT.md)
-    apply = bool(cfg.get("label_shift_apply", False)) and REWEIGHTS[estimator] and bool(is_test.any())
+    apply = may_apply and REWEIGHTS[estimator] and has_test
     if apply:
-        out.loc[is_test, "prob"] = adjust_to_prior(out.loc[is_test, "prob_calibrated"], val_prior, test_prior)
-    # validation rows transformed as the held-out rows are (`always`: re-weighted whatever the estimator, which lets
-    # the held-out rows' estimate reach the threshold, so only together with label_shift_apply)
-    always = cfg.get("threshold_reweight", "as_heldout") == "always"
-    if always and not cfg.get("label_shift_apply", False):
-        raise ValueError(
-            "calibration.threshold_reweight: always re-weights the threshold's rows to the held-out rows' estimate; "
-            "it needs calibration.label_shift_apply: true (expected as_heldout otherwise)"
-        )
-    reweighted = apply or (always and bool(is_test.any()))
+        out.loc[is_test, "prob"] = adjust_to_prior(test_probs, val_prior, test_prior)
+    # validation rows transformed as the held-out rows are (`always`: re-weighted whatever the estimator)
+    reweighted = apply or (always and has_test)
     threshold = fold_threshold(val_y, val_probs, val.cell_line, test_prior, reweighted, cfg)
     out["threshold"] = threshold
     out["prior_estimate"] = np.where(is_test, test_prior, np.nan)  # the held-out rows' estimated positive rate

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from epiflow.calibrate import calibrate_fold
 from epiflow.errors import LeakageError
 from epiflow.models import PairData
 from epiflow.models.base import Model, available_models
@@ -203,6 +202,10 @@ def calibration_settings(config: dict) -> dict:
 def calibrate_candidates(final: FinalModel, line: str, scores: np.ndarray, cfg: dict) -> tuple[np.ndarray, dict]:
     """Calibrated probabilities of a line's candidate scores and the calibration notes (method, label-shift
     estimator, the line's estimated positive rate, threshold), fitted on the final model's validation rows only."""
+    # imported here, not at the top: the workflow imports this module at start-up (calibration_settings), and the
+    # calibrate stage pulls in scikit-learn, 0.4 s of every snakemake start otherwise
+    from epiflow.calibrate import calibrate_fold
+
     candidates = pd.DataFrame(
         {"pair_id": "", "cell_line": line, "chrom": "", "label": np.nan, "distance": 0, "fold": 0, "split": "test"},
         index=range(len(scores)),
