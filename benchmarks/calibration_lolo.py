@@ -8,12 +8,15 @@ validation line L is left out in turn, a temperature calibrator is fitted on the
 treated as a new line (its labels only score the result). Printed per model, by left-out line and overall:
 
 * `ece`, `gap`: L's ECE (10 equal-mass bins) and mean probability minus positive rate (pcc's error on L);
+  `ece_lines`, `gap_lines`: the same with the temperature fitted on the other lines weighing the same in total
+  (round 5's `fit_balance: lines`);
 * `regret_validation`, `regret_balanced`, `regret_expected`: L's best F1 minus its F1 at the threshold the F1 rule
   picks on the other lines' labelled rows (each row weighing 1, or each line the same total weight: round 4's
   `threshold_balance: lines`), or where the F1 expected under L's own probabilities is best (`expected_threshold`,
-  a study only: the contract has thresholds chosen on validation data);
+  a study only: the contract has thresholds chosen on validation data); `regret_line_mean`: at the threshold with
+  the highest mean of the other lines' own F1s (round 5's R5b, not adopted);
 * `recall_error_validation`, `recall_error_balanced`, `recall_error_expected`: |recall - 0.7| on L for the recall
-  rule, the same three ways.
+  rule, the same three ways, and `recall_error_line_mean` where the other lines' mean recall reaches 0.7.
 
 These are the numbers the calibration choices of docs/findings/calibration.md were made on; no test row is read.
 
@@ -38,7 +41,13 @@ from scipy.special import logit  # noqa: E402
 from epiflow.calibrate import line_out_fits, split_metrics  # noqa: E402
 from epiflow.calibrators import SCORE_EPS, fit_calibrator  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
-from epiflow.metrics import choose_threshold, ece, line_weights, precision_recall_f1  # noqa: E402
+from epiflow.metrics import (  # noqa: E402
+    check_labels_scores,
+    choose_threshold,
+    ece,
+    line_weights,
+    precision_recall_f1,
+)
 
 COLUMNS = ["pair_id", "cell_line", "chrom", "label", "fold", "split", "score"]
 
@@ -55,6 +64,33 @@ def expected_threshold(p, rule: str = "f1", target: float | None = None) -> floa
     return choose_threshold(y, np.r_[p, p], rule, target, sample_weight=np.r_[p, 1.0 - p])
 
 
+def choose_threshold_line_mean(y, p, cell_lines, rule: str = "f1", target: float | None = None) -> float:
+    """Round 5's variant R5b (not adopted): the threshold rule applied to the mean over cell lines of each line's own
+    metric at t; f1: the t with the highest mean per-line F1 (ties to the highest t), recall: the highest t whose mean
+    per-line recall >= target. Candidates are every observed score; a line without positives is left out of the mean;
+    precision is 0 for a line with no row at or above t, as in precision_recall_f1."""
+    y, p = check_labels_scores(y, p)
+    lines = np.asarray(cell_lines)
+    if rule not in ("f1", "recall") or lines.shape != y.shape or not y.any():
+        raise InputError(f"line-mean threshold: rule {rule!r} (expected f1 or recall), a line per row, positives")
+    thresholds = np.unique(p)  # ascending; the lowest has every row at or above it
+    f1s, recalls = [], []
+    for line in np.unique(lines):
+        mine = lines == line
+        if not y[mine].any():
+            continue
+        at = np.searchsorted(thresholds, p[mine])  # a row counts at every threshold <= its score
+        tp = np.cumsum(np.bincount(at[y[mine] == 1], minlength=thresholds.size)[::-1])[::-1]
+        called = np.cumsum(np.bincount(at, minlength=thresholds.size)[::-1])[::-1]
+        precision, recall = np.divide(tp, called, out=np.zeros(tp.size), where=called > 0), tp / y[mine].sum()
+        f1s.append(np.divide(2 * precision * recall, precision + recall, out=np.zeros(tp.size), where=tp > 0))
+        recalls.append(recall)
+    if rule == "f1":
+        f1 = np.mean(f1s, axis=0)
+        return float(thresholds[np.flatnonzero(f1 == f1.max())[-1]])
+    return float(thresholds[np.flatnonzero(np.mean(recalls, axis=0) >= target - 1e-12)[-1]])
+
+
 def validation_folds(workdir: Path, model: str):
     """(held-out line, fold, that fold's `val` rows) of every finished held-out line of `model` in the run."""
     for path in sorted((workdir / "results" / "predictions").glob(f"*/{model}.tsv.gz")):
@@ -67,10 +103,14 @@ def left_out_rows(workdir: Path, model: str) -> pd.DataFrame:
     """One row per (held-out line, fold, left-out validation line) of the run's `val` rows."""
     rows = []
     for heldout, fold, part in validation_folds(workdir, model):
-        for fit, held, cal in line_out_fits(part, "temperature", heldout, []):
+        pairs_fits = line_out_fits(part, "temperature", heldout, [])
+        lines_fits = line_out_fits(part, "temperature", heldout, [], balance="lines")  # round 5's fit_balance
+        for (fit, held, cal), (_, _, cal_lines) in zip(pairs_fits, lines_fits, strict=True):
             fit_y, fit_p = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
             balanced = line_weights(fit.cell_line)  # round 4's threshold_balance: lines
             y, p = held.label.to_numpy(), cal.transform(held.score.to_numpy())
+            p_lines = cal_lines.transform(held.score.to_numpy())
+            fit_lines = fit.cell_line.to_numpy()
             best = precision_recall_f1(y, p, choose_threshold(y, p))[2]
             recall = lambda t: abs(precision_recall_f1(y, p, t)[1] - 0.7)  # noqa: B023, E731
             rows.append(
@@ -80,15 +120,22 @@ def left_out_rows(workdir: Path, model: str) -> pd.DataFrame:
                     "left_out": held.cell_line.iloc[0],
                     "ece": ece(y, p, 10),
                     "gap": p.mean() - y.mean(),
+                    "ece_lines": ece(y, p_lines, 10),
+                    "gap_lines": p_lines.mean() - y.mean(),
                     "regret_validation": best - precision_recall_f1(y, p, choose_threshold(fit_y, fit_p))[2],
                     "regret_balanced": best
                     - precision_recall_f1(y, p, choose_threshold(fit_y, fit_p, sample_weight=balanced))[2],
                     "regret_expected": best - precision_recall_f1(y, p, expected_threshold(p))[2],
+                    "regret_line_mean": best
+                    - precision_recall_f1(y, p, choose_threshold_line_mean(fit_y, fit_p, fit_lines))[2],
                     "recall_error_validation": recall(choose_threshold(fit_y, fit_p, "recall", 0.7)),
                     "recall_error_balanced": recall(
                         choose_threshold(fit_y, fit_p, "recall", 0.7, sample_weight=balanced)
                     ),
                     "recall_error_expected": recall(expected_threshold(p, "recall", 0.7)),
+                    "recall_error_line_mean": recall(
+                        choose_threshold_line_mean(fit_y, fit_p, fit_lines, "recall", 0.7)
+                    ),
                 }
             )
     if not rows:

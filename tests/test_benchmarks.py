@@ -16,6 +16,8 @@ import calibration_lolo  # noqa: E402
 import rundata  # noqa: E402
 import seeds  # noqa: E402
 
+from epiflow.metrics import precision_recall_f1  # noqa: E402
+
 
 def runs(edge, noise, n=5):
     rng = np.random.default_rng(0)
@@ -177,6 +179,9 @@ def test_calibration_lolo_reads_validation_rows_only(tmp_path):
     # ... nearer the left-out small line's own: the big low-rate line no longer sets it
     assert np.all(uneven.regret_balanced < uneven.regret_validation)
     assert np.all(uneven.recall_error_balanced < uneven.recall_error_validation)
+    # equal-sized lines: the line-balanced calibrator is the rows' one; with the big low-rate line fitted, it is not
+    np.testing.assert_allclose(even.ece_lines, even.ece, atol=1e-6)
+    assert np.all(np.abs(uneven.gap_lines - uneven.gap) > 1e-4)
     with pytest.raises(SystemExit, match="no finished held-out line"):
         calibration_lolo.left_out_rows(tmp_path, "distance")
 
@@ -194,6 +199,26 @@ def test_expected_threshold_is_the_brute_force_plug_in_optimum():
     assert calibration_lolo.expected_threshold(p, "precision", 0.4) == candidates[tp / called >= 0.4].min()
     with pytest.raises(calibration_lolo.InputError, match="probabilities"):
         calibration_lolo.expected_threshold(np.zeros(5))
+
+
+def test_line_mean_threshold_is_the_brute_force_mean_of_the_lines_metrics():
+    """Round 5's R5b (not adopted): every candidate threshold, each line's F1 and recall by precision_recall_f1,
+    averaged over the lines (a line without positives left out)."""
+    rng = np.random.default_rng(12)
+    p = np.round(rng.beta(1, 5, 900), 3)  # ties
+    lines = np.repeat(["A", "B", "C", "D"], [500, 250, 100, 50])
+    y = (rng.random(p.size) < np.where(lines == "B", 2.5 * p, p)).astype(int)
+    y[lines == "D"] = 0
+    candidates = np.unique(p)
+    scored = list("ABC")
+    f1 = [np.mean([precision_recall_f1(y[lines == k], p[lines == k], t)[2] for k in scored]) for t in candidates]
+    recall = [np.mean([precision_recall_f1(y[lines == k], p[lines == k], t)[1] for k in scored]) for t in candidates]
+    f1, recall = np.array(f1), np.array(recall)
+    assert calibration_lolo.choose_threshold_line_mean(y, p, lines) == candidates[np.flatnonzero(f1 == f1.max())[-1]]
+    expected = candidates[recall >= 0.7 - 1e-12].max()
+    assert calibration_lolo.choose_threshold_line_mean(y, p, lines, "recall", 0.7) == expected
+    with pytest.raises(calibration_lolo.InputError, match="rule"):
+        calibration_lolo.choose_threshold_line_mean(y, p, lines, "precision", 0.5)
 
 
 def test_round3_test_f1_uses_each_folds_expected_threshold(tmp_path):

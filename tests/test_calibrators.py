@@ -185,6 +185,44 @@ def test_fit_on_validation_requires_columns():
         calibrators.fit_on_validation(calibration_frame().drop(columns="score"), "platt", "K562", [])
 
 
+@pytest.mark.parametrize("method", ["temperature", "platt", "isotonic", "beta"])
+def test_integer_weights_fit_the_map_of_repeated_rows(method):
+    # a weight of k is k copies of the row, for every method; equal weights change nothing
+    scores, y = miscalibrated_sample(5, 1500, scale=2.0, shift=0.5)
+    k = np.random.default_rng(6).integers(1, 4, scores.size)
+    weighted = calibrators.fit_calibrator(method, scores, y, sample_weight=k)
+    repeated = calibrators.fit_calibrator(method, np.repeat(scores, k), np.repeat(y, k))
+    grid = np.linspace(0.01, 0.99, 50)
+    np.testing.assert_allclose(weighted.transform(grid), repeated.transform(grid), atol=2e-3)
+    unweighted = calibrators.fit_calibrator(method, scores, y)
+    flat = calibrators.fit_calibrator(method, scores, y, sample_weight=np.full(scores.size, 2.0))
+    np.testing.assert_allclose(flat.transform(grid), unweighted.transform(grid), atol=2e-3)
+    assert np.abs(weighted.transform(grid) - unweighted.transform(grid)).max() > 2e-3  # the weights did something
+    with pytest.raises(InputError, match="weights"):
+        calibrators.fit_calibrator(method, scores, y, sample_weight=k[:-1])
+
+
+def test_line_balanced_fit_means_the_average_lines_rate():
+    # a big low-rate line and a small high-rate one, the same score distribution: Platt's intercept makes the
+    # weighted mean probability equal the weighted rate, the average line's rate with fit_balance lines and the
+    # pooled rows' rate with pairs
+    rng = np.random.default_rng(8)
+    parts = []
+    for line, rate, n in (("big", 0.03, 20000), ("small", 0.15, 2000)):
+        y = rng.binomial(1, rate, n)
+        parts.append(pd.DataFrame({"cell_line": line, "label": y, "score": expit(rng.normal(y - 2.0, 1.0))}))
+    frame = pd.concat(parts, ignore_index=True)
+    frame = frame.assign(pair_id=[f"p{i}" for i in range(len(frame))], chrom="chr2")
+    rates = frame.groupby("cell_line").label.mean()
+    for balance, expected in (("lines", rates.mean()), ("pairs", frame.label.mean())):
+        probs = calibrators.fit_on_validation(frame, "platt", "K562", ["chr5"], balance).transform(frame.score)
+        weights = calibrators.fit_weights(frame.cell_line, balance)
+        assert np.average(probs, weights=weights) == pytest.approx(expected, abs=1e-3)
+    assert rates.mean() > frame.label.mean() + 0.04
+    with pytest.raises(ValueError, match="fit_balance"):
+        calibrators.fit_weights(frame.cell_line, "rows")
+
+
 def test_calibration_table_has_raw_first_and_metrics_per_method():
     scores, y = miscalibrated_sample(11, 5000)
     calibrated = {m: calibrators.fit_calibrator(m, scores, y).transform(scores) for m in ("platt", "isotonic")}

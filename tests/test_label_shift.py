@@ -210,6 +210,31 @@ def test_line_balanced_threshold_ignores_how_many_pairs_a_line_has():
         calibrate_fold(frame_of(lines), "heldout", ["chr1"], cfg | {"threshold_balance": "rows"})
 
 
+def test_line_balanced_calibration_in_the_fold():
+    # unequal lines: with fit_balance lines the fold's validation rate (what `none` returns, what re-weighting starts
+    # from) is the mean of the lines' rates, and the held-out probabilities are those of the line-weighted map
+    rng = np.random.default_rng(9)
+    val = pd.concat(
+        [label_shift_line(rng, line, prior, n) for line, prior, n in [("l0", 0.03, 15000), ("l1", 0.12, 3000)]]
+    )
+    test = label_shift_line(rng, "heldout", 0.1).assign(split="test")
+    frame = pd.concat([val.assign(split="val"), test], ignore_index=True)
+    frame = frame.assign(pair_id=[f"p{i}" for i in range(len(frame))], fold=0)
+    frame = frame.assign(chrom=np.where(frame.split == "test", "chr1", "chr2"))
+    cfg = CFG | {"label_shift": "none"}
+    out, notes = calibrate_fold(frame, "heldout", ["chr1"], cfg)
+    out_pairs, notes_pairs = calibrate_fold(frame, "heldout", ["chr1"], cfg | {"fit_balance": "pairs"})
+    rates = val.groupby("cell_line").label.mean()
+    assert notes["val_prior"] == pytest.approx(rates.mean()) and notes["test_prior_estimate"] == notes["val_prior"]
+    assert notes_pairs["val_prior"] == pytest.approx(val.label.mean())
+    is_test = out.split == "test"
+    # the high-rate line counts more: the held-out line (rate 0.1) gets higher probabilities
+    assert out.prob[is_test].mean() > out_pairs.prob[is_test].mean() + 0.02
+    assert abs(out.prob[is_test].mean() - test.label.mean()) < abs(out_pairs.prob[is_test].mean() - test.label.mean())
+    with pytest.raises(ValueError, match="fit_balance"):
+        calibrate_fold(frame, "heldout", ["chr1"], cfg | {"fit_balance": "rows"})
+
+
 def test_line_balanced_rows_reweighted_to_the_estimate_have_the_estimated_rate():
     # unequal lines and label_shift_apply: the class weights must bring the *line-weighted* rows to the estimate
     rng = np.random.default_rng(5)
@@ -221,7 +246,10 @@ def test_line_balanced_rows_reweighted_to_the_estimate_have_the_estimated_rate()
     source = np.average(y, weights=balanced)
     weight = balanced * shift_weights(y, source, 0.2)
     assert np.average(y, weights=weight) == pytest.approx(0.2)
-    expected = choose_threshold(y, adjust_to_prior(p, y.mean(), 0.2), "f1", None, sample_weight=weight)
+    # the probabilities mean the rate the calibrator weighed the rows to: the line-weighted one (fit_balance: lines)
+    expected = choose_threshold(y, adjust_to_prior(p, source, 0.2), "f1", None, sample_weight=weight)
     assert fold_threshold(y, p, lines, 0.2, True, cfg) == expected
+    pairs_fit = choose_threshold(y, adjust_to_prior(p, y.mean(), 0.2), "f1", None, sample_weight=weight)
+    assert fold_threshold(y, p, lines, 0.2, True, cfg | {"fit_balance": "pairs"}) == pairs_fit != expected
     # without re-weighting: the line weights alone
     assert fold_threshold(y, p, lines, 0.2, False, cfg) == choose_threshold(y, p, "f1", None, sample_weight=balanced)

@@ -2,7 +2,8 @@
 
 Everything that is fitted or chosen here (calibration method, calibrator, threshold) sees only the `val` rows of
 the fold: training cell lines, chromosomes outside the fold. The held-out line's rows are only transformed, each by
-the map fitted on validation; their positive rate is estimated from their unlabelled scores (the estimator chosen
+the map fitted on validation (every validation line weighing the same with `fit_balance: lines`, each row 1 with
+`pairs`); their positive rate is estimated from their unlabelled scores (the estimator chosen
 leave-one-validation-line-out among ESTIMATORS) and reported. Only with `label_shift_apply` (the predict path, a
 user's unlabelled line) does an estimator that re-weights (em, bbse) move their probabilities, and the threshold's
 validation rows with them. The threshold is chosen on the validation rows with every validation line carrying the
@@ -22,44 +23,54 @@ from epiflow.calibrators import (
     bbse_prior,
     em_prior_shift,
     fit_on_validation,
+    fit_weights,
     prior_mle_on_boundary,
 )
 from epiflow.errors import InputError
 from epiflow.leakage import assert_no_leakage
-from epiflow.metrics import binary_metrics, choose_threshold, line_weights, log_loss, reliability_curve
+from epiflow.metrics import (
+    binary_metrics,
+    choose_threshold,
+    line_weights,
+    log_loss,
+    reliability_curve,
+)
 
 log = logging.getLogger(__name__)
 
 
 def line_out_fits(
-    val: pd.DataFrame, method: str, heldout: str, test_chroms: list[str]
+    val: pd.DataFrame, method: str, heldout: str, test_chroms: list[str], balance: str = "pairs"
 ) -> list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]]:
-    """(other lines' rows, left-out line's rows, `method` fitted on the other lines) for each validation line left
-    out in turn; empty with fewer than two lines, a line skipped when the others hold a single class."""
+    """(other lines' rows, left-out line's rows, `method` fitted on the other lines, weighted by `balance`) for each
+    validation line left out in turn; empty with fewer than two lines, a line skipped when the others hold a single
+    class."""
     lines = val.cell_line.unique()
     fits = []
     for line in lines if len(lines) > 1 else []:
         fit, held = val[val.cell_line != line], val[val.cell_line == line]
         if fit.label.nunique() >= 2:
-            fits.append((fit, held, fit_on_validation(fit, method, heldout, test_chroms)))
+            fits.append((fit, held, fit_on_validation(fit, method, heldout, test_chroms, balance)))
     return fits
 
 
 def select_method(
-    val: pd.DataFrame, methods: list[str], heldout: str, test_chroms: list[str]
+    val: pd.DataFrame, methods: list[str], heldout: str, test_chroms: list[str], balance: str = "pairs"
 ) -> tuple[str, dict, list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]]]:
-    """The calibration method with the lowest leave-one-validation-line-out log loss (cross-fitted on val only).
+    """The calibration method with the lowest leave-one-validation-line-out log loss (cross-fitted on val only; with
+    `balance` lines every fit and the loss weigh each validation line the same).
 
     Returns the method, every method's cross-fitted validation log loss and the chosen method's line_out_fits.
     """
     if len(methods) == 1 or val.cell_line.nunique() < 2:
-        return methods[0], {}, line_out_fits(val, methods[0], heldout, test_chroms)
+        return methods[0], {}, line_out_fits(val, methods[0], heldout, test_chroms, balance)
     losses, fits = {}, {}
     for method in methods:
-        fits[method] = line_out_fits(val, method, heldout, test_chroms)
+        fits[method] = line_out_fits(val, method, heldout, test_chroms, balance)
         y = np.concatenate([held.label.to_numpy() for _, held, _ in fits[method]])
         probs = np.concatenate([cal.transform(held.score.to_numpy()) for _, held, cal in fits[method]])
-        losses[method] = log_loss(y, probs)
+        left_out = pd.concat([held.cell_line for _, held, _ in fits[method]], ignore_index=True)
+        losses[method] = log_loss(y, probs, sample_weight=fit_weights(left_out, balance))
     best = min(losses, key=losses.get)
     log.info("calibration method losses %s -> %s", {k: round(v, 5) for k, v in losses.items()}, best)
     return best, losses, fits[best]
@@ -79,15 +90,21 @@ REWEIGHTS = {"none": False, "pcc": False, "em": True, "bbse": True}
 
 
 def estimate_prior(
-    name: str, val_y: np.ndarray, val_probs: np.ndarray, probs: np.ndarray, reject_boundary: bool = False
+    name: str,
+    val_y: np.ndarray,
+    val_probs: np.ndarray,
+    probs: np.ndarray,
+    reject_boundary: bool = False,
+    val_weight: np.ndarray | None = None,
 ) -> float:
-    """Positive rate of the rows scored `probs` by estimator `name`; val_* are the calibration rows (labelled).
+    """Positive rate of the rows scored `probs` by estimator `name`; val_* are the calibration rows (labelled), whose
+    rate as the calibrator weighed them (`val_weight`, None = each row 1) is the one the probabilities mean.
 
     NaN when the estimator fails: BBSE's confusion matrix is singular or, with `reject_boundary`, EM's likelihood
     is largest at a rate of 0 or 1 or BBSE's solution falls outside (0, 1) (the label-shift model has no interior
     solution for these rows; every line has positives and negatives).
     """
-    val_prior = float(np.mean(val_y))
+    val_prior = float(np.average(val_y, weights=val_weight))
     if name == "none":
         return val_prior
     if name == "pcc":
@@ -98,7 +115,8 @@ def estimate_prior(
         return em_prior_shift(probs, val_prior)[0]
     if name == "bbse":
         # hard predictions at the validation rows' positive-rate quantile: as many called positive as there are
-        threshold = float(np.quantile(val_probs, 1 - val_prior))
+        # (BBSE's confusion matrix counts rows, each weighing 1, whatever the calibrator's weights)
+        threshold = float(np.quantile(val_probs, 1 - float(np.mean(val_y))))
         try:
             estimate = bbse_prior(val_y, val_probs >= threshold, probs >= threshold)
         except InputError:
@@ -116,6 +134,7 @@ def prior_errors(
     test_chroms: list[str],
     fits: list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]] | None = None,
     reject_boundary: bool = False,
+    balance: str = "pairs",
 ) -> dict[str, float]:
     """Each estimator's mean absolute error on the validation lines' positive rates, leave-one-line-out.
 
@@ -124,11 +143,11 @@ def prior_errors(
     that could not be checked (it failed on a line; `reject_boundary` as in estimate_prior).
     """
     errors: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
-    for fit, held, cal in line_out_fits(val, method, heldout, test_chroms) if fits is None else fits:
+    for fit, held, cal in line_out_fits(val, method, heldout, test_chroms, balance) if fits is None else fits:
         fit_y, fit_probs = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
-        probs = cal.transform(held.score.to_numpy())
+        probs, fit_w = cal.transform(held.score.to_numpy()), fit_weights(fit.cell_line, balance)
         for name in ESTIMATORS:
-            estimate = estimate_prior(name, fit_y, fit_probs, probs, reject_boundary)
+            estimate = estimate_prior(name, fit_y, fit_probs, probs, reject_boundary, fit_w)
             errors[name].append(abs(estimate - held.label.mean()))
     return {name: float(np.mean(e)) if e and np.all(np.isfinite(e)) else float("nan") for name, e in errors.items()}
 
@@ -151,17 +170,24 @@ def rank_estimators(setting: str, errors: dict[str, float]) -> list[str]:
 
 
 def heldout_prior(
-    ranking: list[str], val_y: np.ndarray, val_probs: np.ndarray, test_probs: np.ndarray, reject_boundary: bool
+    ranking: list[str],
+    val_y: np.ndarray,
+    val_probs: np.ndarray,
+    test_probs: np.ndarray,
+    reject_boundary: bool,
+    val_weight: np.ndarray | None = None,
 ) -> tuple[str, float, dict[str, float]]:
     """(estimator used, the held-out rows' estimated positive rate, every estimator's estimate).
 
     The first estimator of `ranking` with a finite estimate is used, or with `reject_boundary` false the first
     whatever its estimate (the validation rate standing in for a failed one).
     """
-    estimates = {name: estimate_prior(name, val_y, val_probs, test_probs, reject_boundary) for name in ESTIMATORS}
+    estimates = {
+        name: estimate_prior(name, val_y, val_probs, test_probs, reject_boundary, val_weight) for name in ESTIMATORS
+    }
     usable = [name for name in ranking if np.isfinite(estimates[name])] if reject_boundary else ranking
     estimator = usable[0] if usable else "none"
-    prior = estimates[estimator] if np.isfinite(estimates[estimator]) else float(np.mean(val_y))
+    prior = estimates[estimator] if np.isfinite(estimates[estimator]) else estimates["none"]
     return estimator, prior, estimates
 
 
@@ -178,13 +204,14 @@ def fold_threshold(
     balance = cfg.get("threshold_balance", "lines")
     if balance not in THRESHOLD_BALANCE:
         raise ValueError(f"calibration.threshold_balance {balance!r} is unknown (expected lines or pairs)")
-    val_prior = float(val_y.mean())  # the rate the calibrated probabilities are calibrated under
+    # the rate the calibrated probabilities are calibrated under: the validation rows as the calibrator weighed them
+    val_prior = float(np.average(val_y, weights=fit_weights(val_lines, cfg.get("fit_balance", "lines"))))
+    probs = adjust_to_prior(val_probs, val_prior, prior if reweighted else val_prior)
+    rule = cfg["threshold"]
     lines = line_weights(val_lines) if balance == "lines" else np.ones(len(val_y))
     source = float(np.average(val_y, weights=lines))  # the positive rate of the rows as weighted
     # class weights on top of the line weights, so that the weighted rows have the positive rate `prior`
     weight = lines * shift_weights(val_y, source, prior if reweighted else source)
-    probs = adjust_to_prior(val_probs, val_prior, prior if reweighted else val_prior)
-    rule = cfg["threshold"]
     return choose_threshold(val_y, probs, rule["rule"], rule.get("target"), sample_weight=weight)
 
 
@@ -200,23 +227,24 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
         )
     val = fold[fold.split == "val"]
     assert_no_leakage(val, heldout, test_chroms, "calibration rows")
-    method, val_losses, fits = select_method(val, list(cfg["methods"]), heldout, test_chroms)
-    cal = fit_on_validation(val, method, heldout, test_chroms)
+    balance = cfg.get("fit_balance", "lines")
+    method, val_losses, fits = select_method(val, list(cfg["methods"]), heldout, test_chroms, balance)
+    cal = fit_on_validation(val, method, heldout, test_chroms, balance)
     out = fold.copy()
     out["prob_calibrated"] = cal.transform(out.score.to_numpy())
     out["prob"] = out.prob_calibrated
-    val_y = val.label.to_numpy()
+    val_y, val_w = val.label.to_numpy(), fit_weights(val.cell_line, balance)
     val_probs = cal.transform(val.score.to_numpy())
-    val_prior = float(val_y.mean())
+    val_prior = float(np.average(val_y, weights=val_w))  # the rate the calibrated probabilities mean
     is_test = (out.split == "test").to_numpy()
     has_test = bool(is_test.any())
     reject = bool(cfg.get("reject_boundary", True))
-    errors = prior_errors(val, method, heldout, test_chroms, fits, reject)
+    errors = prior_errors(val, method, heldout, test_chroms, fits, reject, balance)
     ranking = rank_estimators(cfg["label_shift"], errors)
     estimator, estimates, test_prior = ranking[0], {name: float("nan") for name in ESTIMATORS}, val_prior
     if has_test:
         test_probs = out.loc[is_test, "prob_calibrated"].to_numpy()
-        estimator, test_prior, estimates = heldout_prior(ranking, val_y, val_probs, test_probs, reject)
+        estimator, test_prior, estimates = heldout_prior(ranking, val_y, val_probs, test_probs, reject, val_w)
     # the held-out rows' own estimate re-weights them (and the threshold's rows) only where the config asks: the
     # predict path; in the evaluation the test line never enters its calibration or threshold (CONTRACT.md)
     apply = may_apply and REWEIGHTS[estimator] and has_test
@@ -250,14 +278,15 @@ def compare_methods(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cf
     if test.empty or test.label.nunique() < 2:
         return pd.DataFrame()
     y, rows = test.label.to_numpy(), []
-    val_y = val.label.to_numpy()
-    val_prior = float(val_y.mean())
+    balance = cfg.get("fit_balance", "lines")
+    val_y, val_w = val.label.to_numpy(), fit_weights(val.cell_line, balance)
+    val_prior = float(np.average(val_y, weights=val_w))
     for method in ["none", *[m for m in cfg["methods"] if m != "none"]]:
-        cal = fit_on_validation(val, method, heldout, test_chroms)
+        cal = fit_on_validation(val, method, heldout, test_chroms, balance)
         probs, val_probs = cal.transform(test.score.to_numpy()), cal.transform(val.score.to_numpy())
         variants = {"calibrated": probs}  # = the pcc variant: its probabilities are not re-weighted
         for name in [e for e in ESTIMATORS if REWEIGHTS[e]] if cfg["label_shift"] != "none" else []:
-            estimate = estimate_prior(name, val_y, val_probs, probs)
+            estimate = estimate_prior(name, val_y, val_probs, probs, val_weight=val_w)
             if np.isfinite(estimate):
                 variants[f"calibrated+{name}"] = adjust_to_prior(probs, val_prior, estimate)
         for variant, p in variants.items():

@@ -75,52 +75,52 @@ class Calibrator:
         raise InputError(f"calibration method {self.method!r} (expected one of {', '.join(METHODS)})")
 
 
-def _logistic_fit(features: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Unregularized-in-practice logistic regression; returns (coefficients, intercept).
+def _logistic_fit(features: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Unregularized-in-practice logistic regression (rows weighted by w); returns (coefficients, intercept).
 
     A very weak L2 penalty (C=1e6) keeps the fit finite when the classes separate perfectly.
     """
     model = LogisticRegression(C=1e6, solver="lbfgs", max_iter=1000)
-    model.fit(features, y)
+    model.fit(features, y, sample_weight=w)
     return model.coef_[0].astype(float), float(model.intercept_[0])
 
 
-def _fit_temperature(scores: np.ndarray, y: np.ndarray) -> dict:
+def _fit_temperature(scores: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> dict:
     z = logit(_clip(scores))
 
     def loss(log_t: float) -> float:
-        return metrics.log_loss(y, expit(z / np.exp(log_t)))
+        return metrics.log_loss(y, expit(z / np.exp(log_t)), sample_weight=w)
 
     # T in [e^-5, e^5] spans far more than any sane miscalibration; bounded search is deterministic.
     result = minimize_scalar(loss, bounds=(-5.0, 5.0), method="bounded", options={"xatol": 1e-8})
     return {"temperature": float(np.exp(result.x))}
 
 
-def _fit_platt(scores: np.ndarray, y: np.ndarray) -> dict:
-    coef, intercept = _logistic_fit(logit(_clip(scores))[:, None], y)
+def _fit_platt(scores: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> dict:
+    coef, intercept = _logistic_fit(logit(_clip(scores))[:, None], y, w)
     return {"a": float(coef[0]), "b": intercept}
 
 
-def _fit_isotonic(scores: np.ndarray, y: np.ndarray) -> dict:
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y)
+def _fit_isotonic(scores: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> dict:
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y, sample_weight=w)
     return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
 
 
-def _fit_beta(scores: np.ndarray, y: np.ndarray) -> dict:
+def _fit_beta(scores: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> dict:
     """Beta calibration; a negative a or b would make the map non-monotonic, so that feature is
     dropped and the fit redone (Kull et al. 2017, section 3.3)."""
     features = _beta_features(scores)
-    coef, intercept = _logistic_fit(features, y)
+    coef, intercept = _logistic_fit(features, y, w)
     if np.any(coef < 0):
         keep = int(np.argmax(coef))
-        sub_coef, intercept = _logistic_fit(features[:, [keep]], y)
+        sub_coef, intercept = _logistic_fit(features[:, [keep]], y, w)
         coef = np.zeros(2)
         coef[keep] = max(sub_coef[0], 0.0)
     return {"a": float(coef[0]), "b": float(coef[1]), "c": intercept}
 
 
 _FITTERS = {
-    "none": lambda scores, y: {},
+    "none": lambda scores, y, w: {},
     "temperature": _fit_temperature,
     "platt": _fit_platt,
     "isotonic": _fit_isotonic,
@@ -128,14 +128,18 @@ _FITTERS = {
 }
 
 
-def fit_calibrator(method: str, scores, y) -> Calibrator:
-    """Fit a calibrator of ``method`` (one of METHODS) on scores in [0, 1] and 0/1 labels."""
+def fit_calibrator(method: str, scores, y, sample_weight=None) -> Calibrator:
+    """Fit a calibrator of ``method`` (one of METHODS) on scores in [0, 1] and 0/1 labels, rows weighted by
+    ``sample_weight`` when given (e.g. epiflow.metrics.line_weights: every cell line the same total weight)."""
     if method not in _FITTERS:
         raise InputError(f"calibration method {method!r} (expected one of {', '.join(METHODS)})")
     y_arr, s = metrics.check_labels_scores(y, scores)
     if method != "none" and y_arr.min() == y_arr.max():
         raise InputError(f"calibration method {method!r}: labels have one class (expected both 0 and 1)")
-    params = _FITTERS[method](s, y_arr)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w is not None and (w.shape != s.shape or not np.all(np.isfinite(w)) or w.min() < 0):
+        raise InputError(f"calibration weights: {w.size} values for {s.size} rows (expected one finite >= 0 per row)")
+    params = _FITTERS[method](s, y_arr, w)
     log.info(
         "fitted %s calibrator on %d rows (%d positive): %s",
         method,
@@ -146,8 +150,22 @@ def fit_calibrator(method: str, scores, y) -> Calibrator:
     return Calibrator(method, params)
 
 
-def fit_on_validation(frame: pd.DataFrame, method: str, heldout: str, test_chroms) -> Calibrator:
-    """Fit a calibrator on validation rows (columns pair_id, cell_line, chrom, label, score).
+FIT_BALANCE = ("pairs", "lines")
+
+
+def fit_weights(cell_lines: pd.Series, balance: str) -> np.ndarray | None:
+    """Row weights of a calibrator fit: None with `pairs` (each row 1), every cell line the same total weight with
+    `lines` (`calibration.fit_balance`)."""
+    if balance not in FIT_BALANCE:
+        raise ValueError(f"calibration.fit_balance {balance!r} is unknown (expected lines or pairs)")
+    return metrics.line_weights(cell_lines) if balance == "lines" else None
+
+
+def fit_on_validation(
+    frame: pd.DataFrame, method: str, heldout: str, test_chroms, balance: str = "pairs"
+) -> Calibrator:
+    """Fit a calibrator on validation rows (columns pair_id, cell_line, chrom, label, score), each row weighing 1
+    (`balance` pairs) or every cell line the same in total (lines).
 
     Raises LeakageError if any row belongs to ``heldout`` or to ``test_chroms``.
     """
@@ -155,7 +173,8 @@ def fit_on_validation(frame: pd.DataFrame, method: str, heldout: str, test_chrom
     if missing:
         raise InputError(f"calibration rows: missing columns {missing} (expected {', '.join(CALIBRATION_COLUMNS)})")
     assert_no_leakage(frame, heldout, test_chroms, "calibration rows")
-    return fit_calibrator(method, frame["score"].to_numpy(), frame["label"].to_numpy())
+    weight = fit_weights(frame["cell_line"], balance)
+    return fit_calibrator(method, frame["score"].to_numpy(), frame["label"].to_numpy(), weight)
 
 
 def _check_prior(name: str, prior: float) -> float:

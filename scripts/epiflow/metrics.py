@@ -89,11 +89,12 @@ def brier(y, p) -> float:
     return float(np.mean((p - y) ** 2))
 
 
-def log_loss(y, p, eps: float = 1e-15) -> float:
-    """Mean negative log-likelihood with scores clipped to [eps, 1 - eps] (finite on 0/1 scores)."""
+def log_loss(y, p, eps: float = 1e-15, sample_weight=None) -> float:
+    """Mean negative log-likelihood with scores clipped to [eps, 1 - eps] (finite on 0/1 scores); rows weighted by
+    ``sample_weight`` when given."""
     y, p = check_labels_scores(y, p)
     p = np.clip(p, eps, 1.0 - eps)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+    return float(-np.average(y * np.log(p) + (1 - y) * np.log1p(-p), weights=sample_weight))
 
 
 def equal_mass_bins(p, n_bins: int = 15) -> np.ndarray:
