@@ -71,7 +71,7 @@ def choose_threshold_line_mean(y, p, cell_lines, rule: str = "f1", target: float
     precision is 0 for a line with no row at or above t, as in precision_recall_f1."""
     y, p = check_labels_scores(y, p)
     lines = np.asarray(cell_lines)
-    if rule not in ("f1", "recall") or lines.shape != y.shape or not y.any():
+    if rule not in ("f1", "recall") or (rule == "recall" and target is None) or lines.shape != y.shape or not y.any():
         raise InputError(f"line-mean threshold: rule {rule!r} (expected f1 or recall), a line per row, positives")
     thresholds = np.unique(p)  # ascending; the lowest has every row at or above it
     f1s, recalls = [], []
@@ -103,7 +103,7 @@ def left_out_rows(workdir: Path, model: str) -> pd.DataFrame:
     """One row per (held-out line, fold, left-out validation line) of the run's `val` rows."""
     rows = []
     for heldout, fold, part in validation_folds(workdir, model):
-        pairs_fits = line_out_fits(part, "temperature", heldout, [])
+        pairs_fits = line_out_fits(part, "temperature", heldout, [], balance="pairs")
         lines_fits = line_out_fits(part, "temperature", heldout, [], balance="lines")  # round 5's fit_balance
         for (fit, held, cal), (_, _, cal_lines) in zip(pairs_fits, lines_fits, strict=True):
             fit_y, fit_p = fit.label.to_numpy(), cal.transform(fit.score.to_numpy())
@@ -150,7 +150,7 @@ def line_fits(workdir: Path, model: str) -> pd.DataFrame:
     the one its neighbours give it; `val` rows only."""
     rows = []
     for heldout, fold, part in validation_folds(workdir, model):
-        for _, held, others in line_out_fits(part, "temperature", heldout, []):
+        for _, held, others in line_out_fits(part, "temperature", heldout, [], balance="pairs"):
             if held.label.nunique() < 2:
                 continue
             platt = fit_calibrator("platt", held.score, held.label).params

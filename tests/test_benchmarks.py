@@ -217,8 +217,9 @@ def test_line_mean_threshold_is_the_brute_force_mean_of_the_lines_metrics():
     assert calibration_lolo.choose_threshold_line_mean(y, p, lines) == candidates[np.flatnonzero(f1 == f1.max())[-1]]
     expected = candidates[recall >= 0.7 - 1e-12].max()
     assert calibration_lolo.choose_threshold_line_mean(y, p, lines, "recall", 0.7) == expected
-    with pytest.raises(calibration_lolo.InputError, match="rule"):
-        calibration_lolo.choose_threshold_line_mean(y, p, lines, "precision", 0.5)
+    for rule, target in (("precision", 0.5), ("recall", None)):
+        with pytest.raises(calibration_lolo.InputError, match="rule"):
+            calibration_lolo.choose_threshold_line_mean(y, p, lines, rule, target)
 
 
 def test_round3_test_f1_uses_each_folds_expected_threshold(tmp_path):

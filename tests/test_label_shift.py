@@ -14,11 +14,12 @@ from epiflow.calibrate import (
     estimate_prior,
     fold_threshold,
     prior_errors,
+    select_method,
     shift_weights,
     split_metrics,
 )
-from epiflow.calibrators import adjust_to_prior
-from epiflow.metrics import choose_threshold, line_weights
+from epiflow.calibrators import adjust_to_prior, em_prior_shift
+from epiflow.metrics import choose_threshold, line_weights, log_loss
 
 CFG = {"methods": ["platt"], "ece_bins": 10, "label_shift": "auto", "threshold": {"rule": "f1", "target": None}}
 APPLY = CFG | {"label_shift_apply": True}  # the predict path: em / bbse re-weight the held-out rows
@@ -233,6 +234,45 @@ def test_line_balanced_calibration_in_the_fold():
     assert abs(out.prob[is_test].mean() - test.label.mean()) < abs(out_pairs.prob[is_test].mean() - test.label.mean())
     with pytest.raises(ValueError, match="fit_balance"):
         calibrate_fold(frame, "heldout", ["chr1"], cfg | {"fit_balance": "rows"})
+
+
+def test_every_step_of_the_line_balanced_fit_weighs_the_lines_alike():
+    # three unequal lines: the method's leave-one-line-out log loss, the estimators' validation errors, EM's prior and
+    # the method comparison all use the line-weighted rows (fit_balance lines), not each row once
+    rng = np.random.default_rng(11)
+    sizes = [("l0", 0.03, 12000), ("l1", 0.08, 3000), ("l2", 0.15, 1500)]
+    val = pd.concat([label_shift_line(rng, line, prior, n) for line, prior, n in sizes], ignore_index=True)
+    val = val.assign(pair_id=[f"p{i}" for i in range(len(val))], chrom="chr2", split="val")
+    rates = val.groupby("cell_line").label.mean()
+    best, losses, fits = select_method(val, ["temperature", "platt"], "heldout", ["chr1"], "lines")
+    y = np.concatenate([held.label.to_numpy() for _, held, _ in fits])
+    probs = np.concatenate([cal.transform(held.score.to_numpy()) for _, held, cal in fits])
+    left_out = pd.concat([held.cell_line for _, held, _ in fits], ignore_index=True)
+    assert losses[best] == pytest.approx(log_loss(y, probs, sample_weight=line_weights(left_out)))
+    assert abs(losses[best] - log_loss(y, probs)) > 1e-3
+    # `none` estimates a left-out line's rate as the mean of the other lines' rates
+    errors = prior_errors(val, "platt", "heldout", ["chr1"], balance="lines")
+    expected = np.mean([abs(rates.drop(line).mean() - rates[line]) for line in rates.index])
+    assert errors["none"] == pytest.approx(expected)
+    assert abs(prior_errors(val, "platt", "heldout", ["chr1"], balance="pairs")["none"] - expected) > 1e-3
+    # EM starts from the rate the probabilities mean
+    p = val.score.to_numpy()
+    w = line_weights(val.cell_line)
+    assert estimate_prior("em", val.label.to_numpy(), p, p[:500], val_weight=w) == pytest.approx(
+        em_prior_shift(p[:500], np.average(val.label, weights=w))[0]
+    )
+    # the reported method comparison uses the same fit as the fold
+    test = label_shift_line(rng, "heldout", 0.1).assign(split="test", chrom="chr1")
+    fold = pd.concat([val, test.assign(pair_id=[f"t{i}" for i in range(len(test))])], ignore_index=True)
+    cfg = CFG | {"methods": ["platt"], "label_shift": "pcc"}
+    table = compare_methods(fold, "heldout", ["chr1"], cfg, 10).set_index(["method", "variant"])
+    out, _ = calibrate_fold(fold, "heldout", ["chr1"], cfg)
+    test_rows = out[out.split == "test"]
+    assert table.loc[("platt", "calibrated"), "logloss"] == pytest.approx(log_loss(test_rows.label, test_rows.prob))
+    pairs = compare_methods(fold, "heldout", ["chr1"], cfg | {"fit_balance": "pairs"}, 10).set_index(
+        ["method", "variant"]
+    )
+    assert abs(pairs.loc[("platt", "calibrated"), "logloss"] - table.loc[("platt", "calibrated"), "logloss"]) > 1e-4
 
 
 def test_line_balanced_rows_reweighted_to_the_estimate_have_the_estimated_rate():

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def line_out_fits(
-    val: pd.DataFrame, method: str, heldout: str, test_chroms: list[str], balance: str = "pairs"
+    val: pd.DataFrame, method: str, heldout: str, test_chroms: list[str], balance: str = "lines"
 ) -> list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]]:
     """(other lines' rows, left-out line's rows, `method` fitted on the other lines, weighted by `balance`) for each
     validation line left out in turn; empty with fewer than two lines, a line skipped when the others hold a single
@@ -55,7 +55,7 @@ def line_out_fits(
 
 
 def select_method(
-    val: pd.DataFrame, methods: list[str], heldout: str, test_chroms: list[str], balance: str = "pairs"
+    val: pd.DataFrame, methods: list[str], heldout: str, test_chroms: list[str], balance: str = "lines"
 ) -> tuple[str, dict, list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]]]:
     """The calibration method with the lowest leave-one-validation-line-out log loss (cross-fitted on val only; with
     `balance` lines every fit and the loss weigh each validation line the same).
@@ -134,7 +134,7 @@ def prior_errors(
     test_chroms: list[str],
     fits: list[tuple[pd.DataFrame, pd.DataFrame, Calibrator]] | None = None,
     reject_boundary: bool = False,
-    balance: str = "pairs",
+    balance: str = "lines",
 ) -> dict[str, float]:
     """Each estimator's mean absolute error on the validation lines' positive rates, leave-one-line-out.
 
@@ -195,17 +195,26 @@ THRESHOLD_BALANCE = ("lines", "pairs")
 
 
 def fold_threshold(
-    val_y: np.ndarray, val_probs: np.ndarray, val_lines: pd.Series, prior: float, reweighted: bool, cfg: dict
+    val_y: np.ndarray,
+    val_probs: np.ndarray,
+    val_lines: pd.Series,
+    prior: float,
+    reweighted: bool,
+    cfg: dict,
+    val_prior: float | None = None,
 ) -> float:
     """The threshold rule of `cfg` on validation rows (cell lines `val_lines`); with `threshold_balance: lines` (the
     default) each validation line carries the same total weight, with `pairs` each row weighs 1; with `reweighted`
     the rows are first re-weighted to the estimated positive rate `prior` (probabilities by Bayes' rule, rows by
-    class weights)."""
+    class weights). `val_prior` is the rate `val_probs` are calibrated under (None: the validation rows weighted as
+    `fit_balance` weighs them, which is how calibrate_fold fits the calibrator)."""
     balance = cfg.get("threshold_balance", "lines")
     if balance not in THRESHOLD_BALANCE:
         raise ValueError(f"calibration.threshold_balance {balance!r} is unknown (expected lines or pairs)")
-    # the rate the calibrated probabilities are calibrated under: the validation rows as the calibrator weighed them
-    val_prior = float(np.average(val_y, weights=fit_weights(val_lines, cfg.get("fit_balance", "lines"))))
+    if (
+        val_prior is None
+    ):  # the rate the calibrated probabilities mean: the validation rows as the calibrator weighs them
+        val_prior = float(np.average(val_y, weights=fit_weights(val_lines, cfg.get("fit_balance", "lines"))))
     probs = adjust_to_prior(val_probs, val_prior, prior if reweighted else val_prior)
     rule = cfg["threshold"]
     lines = line_weights(val_lines) if balance == "lines" else np.ones(len(val_y))
@@ -252,12 +261,13 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
         out.loc[is_test, "prob"] = adjust_to_prior(test_probs, val_prior, test_prior)
     # validation rows transformed as the held-out rows are (`always`: re-weighted whatever the estimator)
     reweighted = apply or (always and has_test)
-    threshold = fold_threshold(val_y, val_probs, val.cell_line, test_prior, reweighted, cfg)
+    threshold = fold_threshold(val_y, val_probs, val.cell_line, test_prior, reweighted, cfg, val_prior)
     out["threshold"] = threshold
     out["prior_estimate"] = np.where(is_test, test_prior, np.nan)  # the held-out rows' estimated positive rate
     notes = {
         "method": method,
         "params": cal.params,
+        "fit_balance": balance,
         "val_prior": val_prior,
         "test_prior_estimate": float(test_prior),
         "threshold": float(threshold),

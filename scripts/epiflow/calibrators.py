@@ -162,7 +162,7 @@ def fit_weights(cell_lines: pd.Series, balance: str) -> np.ndarray | None:
 
 
 def fit_on_validation(
-    frame: pd.DataFrame, method: str, heldout: str, test_chroms, balance: str = "pairs"
+    frame: pd.DataFrame, method: str, heldout: str, test_chroms, balance: str = "lines"
 ) -> Calibrator:
     """Fit a calibrator on validation rows (columns pair_id, cell_line, chrom, label, score), each row weighing 1
     (`balance` pairs) or every cell line the same in total (lines).

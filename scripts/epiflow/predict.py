@@ -188,9 +188,9 @@ def score_candidates(final: FinalModel, line: str, candidates: pd.DataFrame, fea
 
 
 def calibration_settings(config: dict) -> dict:
-    """The calibrate stage's settings for a predicted line: `calibration` (its `threshold_balance` included) with the
-    predict path's threshold rule and label-shift estimator, which (a user's line, nothing held out) re-weights the
-    line's probabilities, and the threshold's validation rows with them, when it is em or bbse."""
+    """The calibrate stage's settings for a predicted line: `calibration` (`fit_balance`, `threshold_balance`
+    included) with the predict path's threshold rule and label-shift estimator, which (a user's line, nothing held
+    out) re-weights the line's probabilities, and the threshold's validation rows with them, when it is em or bbse."""
     predict = config["predict"]
     return config["calibration"] | {
         "threshold": predict["threshold"],
