@@ -21,6 +21,7 @@ from epiflow.calibrators import (
     Calibrator,
     adjust_to_prior,
     bbse_prior,
+    calibrated_rate,
     em_prior_shift,
     fit_on_validation,
     fit_weights,
@@ -195,26 +196,16 @@ THRESHOLD_BALANCE = ("lines", "pairs")
 
 
 def fold_threshold(
-    val_y: np.ndarray,
-    val_probs: np.ndarray,
-    val_lines: pd.Series,
-    prior: float,
-    reweighted: bool,
-    cfg: dict,
-    val_prior: float | None = None,
+    val_y: np.ndarray, val_probs: np.ndarray, val_lines: pd.Series, prior: float, reweighted: bool, cfg: dict
 ) -> float:
     """The threshold rule of `cfg` on validation rows (cell lines `val_lines`); with `threshold_balance: lines` (the
     default) each validation line carries the same total weight, with `pairs` each row weighs 1; with `reweighted`
     the rows are first re-weighted to the estimated positive rate `prior` (probabilities by Bayes' rule, rows by
-    class weights). `val_prior` is the rate `val_probs` are calibrated under (None: the validation rows weighted as
-    `fit_balance` weighs them, which is how calibrate_fold fits the calibrator)."""
+    class weights). `val_probs` are those of the calibrator calibrate_fold fits with the same `cfg` (`fit_balance`)."""
     balance = cfg.get("threshold_balance", "lines")
     if balance not in THRESHOLD_BALANCE:
         raise ValueError(f"calibration.threshold_balance {balance!r} is unknown (expected lines or pairs)")
-    if (
-        val_prior is None
-    ):  # the rate the calibrated probabilities mean: the validation rows as the calibrator weighs them
-        val_prior = float(np.average(val_y, weights=fit_weights(val_lines, cfg.get("fit_balance", "lines"))))
+    val_prior = calibrated_rate(val_y, val_lines, cfg.get("fit_balance", "lines"))
     probs = adjust_to_prior(val_probs, val_prior, prior if reweighted else val_prior)
     rule = cfg["threshold"]
     lines = line_weights(val_lines) if balance == "lines" else np.ones(len(val_y))
@@ -244,7 +235,7 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
     out["prob"] = out.prob_calibrated
     val_y, val_w = val.label.to_numpy(), fit_weights(val.cell_line, balance)
     val_probs = cal.transform(val.score.to_numpy())
-    val_prior = float(np.average(val_y, weights=val_w))  # the rate the calibrated probabilities mean
+    val_prior = calibrated_rate(val_y, val.cell_line, balance)
     is_test = (out.split == "test").to_numpy()
     has_test = bool(is_test.any())
     reject = bool(cfg.get("reject_boundary", True))
@@ -261,7 +252,7 @@ def calibrate_fold(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cfg
         out.loc[is_test, "prob"] = adjust_to_prior(test_probs, val_prior, test_prior)
     # validation rows transformed as the held-out rows are (`always`: re-weighted whatever the estimator)
     reweighted = apply or (always and has_test)
-    threshold = fold_threshold(val_y, val_probs, val.cell_line, test_prior, reweighted, cfg, val_prior)
+    threshold = fold_threshold(val_y, val_probs, val.cell_line, test_prior, reweighted, cfg)
     out["threshold"] = threshold
     out["prior_estimate"] = np.where(is_test, test_prior, np.nan)  # the held-out rows' estimated positive rate
     notes = {
@@ -290,7 +281,7 @@ def compare_methods(fold: pd.DataFrame, heldout: str, test_chroms: list[str], cf
     y, rows = test.label.to_numpy(), []
     balance = cfg.get("fit_balance", "lines")
     val_y, val_w = val.label.to_numpy(), fit_weights(val.cell_line, balance)
-    val_prior = float(np.average(val_y, weights=val_w))
+    val_prior = calibrated_rate(val_y, val.cell_line, balance)
     for method in ["none", *[m for m in cfg["methods"] if m != "none"]]:
         cal = fit_on_validation(val, method, heldout, test_chroms, balance)
         probs, val_probs = cal.transform(test.score.to_numpy()), cal.transform(val.score.to_numpy())

@@ -161,6 +161,12 @@ def fit_weights(cell_lines: pd.Series, balance: str) -> np.ndarray | None:
     return metrics.line_weights(cell_lines) if balance == "lines" else None
 
 
+def calibrated_rate(labels, cell_lines: pd.Series, balance: str) -> float:
+    """The positive rate that probabilities of a calibrator fitted with `balance` mean: the validation rows' rate,
+    every cell line weighing the same with `lines`."""
+    return float(np.average(labels, weights=fit_weights(cell_lines, balance)))
+
+
 def fit_on_validation(
     frame: pd.DataFrame, method: str, heldout: str, test_chroms, balance: str = "lines"
 ) -> Calibrator:
