@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import rundata  # noqa: E402
 
 from epiflow import predict_outputs as out  # noqa: E402
-from epiflow.candidates import one_tss_per_gene, predict_candidates  # noqa: E402
+from epiflow.candidates import one_tss_per_gene, predict_candidates, read_candidate_peaks  # noqa: E402
 from epiflow.features import features_by_chromosome  # noqa: E402
-from epiflow.io import read_chrom_sizes, read_peaks, read_tads, read_tss  # noqa: E402
+from epiflow.io import read_chrom_sizes, read_tads, read_tss  # noqa: E402
 from epiflow.models import PairData  # noqa: E402
 from epiflow.predict import (  # noqa: E402
     calibrate_candidates,
@@ -88,7 +88,7 @@ def main() -> None:
     tss = pd.read_csv(run / "results/reference/tss.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str})
     annotated = read_tss(run / opts["annotation"], known_chroms=set(sizes), gene_column=opts["gene_column"])
     annotated = annotated[annotated.chrom.isin(set(sizes))]
-    peaks = read_peaks(peak_path, row.format, known_chroms=set(sizes), chrom_map=cfg["reference"]["chrom_map"])
+    peaks = read_candidate_peaks(peak_path, row.format, opts, sizes, cfg["reference"]["chrom_map"])
     pairs = predict_candidates(
         peaks,
         pd.concat([tss, annotated]),

@@ -142,6 +142,8 @@ rule predict_outputs:
         model="|".join(PREDICT_MODELS),
     conda:
         "../envs/predict.yaml"
+    params:
+        candidates=CANDIDATES,
     script:
         "../scripts/predict_outputs.py"
 

@@ -6,8 +6,8 @@ import pandas as pd
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
-from epiflow.candidates import one_tss_per_gene, predict_candidates  # noqa: E402
-from epiflow.io import read_chrom_sizes, read_peaks, read_tss  # noqa: E402
+from epiflow.candidates import one_tss_per_gene, predict_candidates, read_candidate_peaks  # noqa: E402
+from epiflow.io import read_chrom_sizes, read_tss  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
@@ -27,7 +27,8 @@ if sm.input.genes:
     with open(sm.input.genes) as handle:
         gene_list = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
 gene_tss = one_tss_per_gene(annotated, gene_list, source=str(genes_source))
-peaks = read_peaks(sm.input.peaks, sm.params.peak_format, known_chroms=known, chrom_map=chrom_map)
+# re-sized around their summits when predict.candidates.element_width is set (docs/findings/elements-prereg.md)
+peaks = read_candidate_peaks(sm.input.peaks, sm.params.peak_format, opts, sizes, chrom_map)
 pairs = predict_candidates(
     peaks,
     tss,

@@ -33,6 +33,7 @@ provenance = {  # a sidecar, so the tables stay plain ABC-style TSVs that ABC's 
     "training_lines": meta["training_lines"],
     "feature_columns": meta["feature_columns"],
     "excluded_columns": meta["params"].get("exclude_columns") or [],
+    "candidates": sm.params.candidates,  # the elements the features were read over (element_width, ...)
     "calibration": notes["method"],
     "label_shift_estimator": notes["label_shift_estimator"],
     "estimated_positive_rate": notes["test_prior_estimate"],

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bengi  # noqa: E402
 import calibration_lolo  # noqa: E402
+import predict_honesty  # noqa: E402
 import rundata  # noqa: E402
 import seeds  # noqa: E402
 
@@ -236,3 +237,33 @@ def test_round3_test_f1_uses_each_folds_expected_threshold(tmp_path):
     precision, recall = (called & y).sum() / called.sum(), (called & y).sum() / y.sum()
     f1 = calibration_lolo.round3_test_f1(tmp_path, "gbm")
     assert f1["H"] == pytest.approx(2 * precision * recall / (precision + recall))
+
+
+def test_honesty_join_needs_the_same_element_and_promoter():
+    """A pair is covered by a candidate of its gene whose element overlaps its own and, with a tolerance, whose TSS
+    is that close to the pair's; its score is the max over such candidates."""
+    pairs = pd.DataFrame(
+        {
+            "chrom": ["chr1"] * 4,
+            "enhancer_start": [1000, 1000, 5000, 9000],
+            "enhancer_end": [1500, 1500, 5600, 9500],
+            "tss": [50_000, 80_000, 50_000, 50_000],
+            "symbol": ["A", "A", "A", None],
+        }
+    )
+    predictions = pd.DataFrame(
+        {
+            "chrom": ["chr1"] * 4,
+            "start": [1400, 900, 5600, 9000],
+            "end": [1900, 1100, 6000, 9500],
+            "TargetGene": ["A", "A", "A", "B"],
+            "TargetGeneTSS": [50_800, 49_500, 50_000, 50_000],
+            "score": [0.8, 0.7, 0.9, 0.5],
+        }
+    )
+    same = predict_honesty.join_genome_wide(pairs, predictions, 1000).genome_wide
+    assert same.iloc[0] == 0.8 and same.iloc[1:].isna().all()  # touching (5600) does not overlap; gene None: none
+    tight = predict_honesty.join_genome_wide(pairs, predictions, 600).genome_wide
+    assert tight.iloc[0] == 0.7 and np.isnan(tight.iloc[1])  # 800 bp off is out, 500 bp off is in
+    any_tss = predict_honesty.join_genome_wide(pairs, predictions, None).genome_wide
+    assert any_tss.iloc[0] == 0.8 and any_tss.iloc[1] == 0.8 and any_tss.iloc[2:].isna().all()

@@ -93,6 +93,29 @@ def test_narrowpeak_and_broadpeak_slices(tmp_path):
 
 
 @needs_data
+def test_peak_summits_from_narrowpeak_or_midpoint(tmp_path):
+    narrow = head(DATA / "peaks/IMR90/E017-H3K27ac.narrowPeak.gz", tmp_path / "imr90.narrowPeak.gz", 50)
+    peaks = io.read_peaks(narrow, "narrowpeak", summits=True)
+    with gzip.open(narrow, "rt") as handle:
+        rows = [line.split("\t") for line in handle]
+    assert list(peaks.summit) == [int(r[1]) + int(r[9]) for r in rows]
+    assert peaks.summit.between(peaks.start, peaks.end - 1).all()
+    broad_src = DATA / "peaks/K562/wgEncodeBroadHistoneK562H3k27acStdPk.broadPeak.gz"
+    broad = io.read_peaks(head(broad_src, tmp_path / "k562.broadPeak", 20), "broadpeak", summits=True)
+    assert (broad.summit == (broad.start + broad.end) // 2).all()
+    fields = "\t".join
+    text = [
+        fields(["chr1", "100", "300", ".", "0", ".", "5", "-1", "-1", "-1"]),
+        fields(["chr1", "500", "600", ".", "0", ".", "5", "-1", "-1", "40"]),
+    ]
+    none_called = write(tmp_path / "p.narrowPeak", "\n".join(text) + "\n")
+    assert list(io.read_peaks(none_called, "narrowpeak", summits=True).summit) == [200, 540]
+    outside = write(tmp_path / "bad.narrowPeak", text[0] + "\n" + text[1].replace("\t40", "\t100") + "\n")
+    with expect_error(outside, 2, "summit offset '100'"):
+        io.read_peaks(outside, "narrowpeak", summits=True)
+
+
+@needs_data
 def test_bengi_slice(tmp_path):
     path = head(
         DATA / "bengi/IMR90.HiC-Benchmark.v3.tsv.gz",

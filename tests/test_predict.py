@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from test_train import synthetic_line
 
-from epiflow.candidates import one_tss_per_gene, predict_candidates
+from epiflow.candidates import one_tss_per_gene, predict_candidates, resize_peaks
 from epiflow.errors import InputError, LeakageError
 from epiflow.predict import (
     calibrate_candidates,
@@ -99,6 +99,38 @@ def test_candidates_match_brute_force():
         if len(got):
             assert (got.label == -1).all() and got.pair_id.is_unique
             assert got.distance.between(lo, hi).all()
+
+
+def test_resize_peaks_around_summit_or_midpoint_clipped_to_the_chromosome():
+    sizes = {"chr1": 10_000}
+    peaks = pd.DataFrame(
+        {
+            "chrom": ["chr1"] * 4,
+            "start": [1000, 3000, 100, 9800],
+            "end": [1200, 5000, 300, 9990],
+            "summit": [1150, 3100, 200, 9900],
+        }
+    )
+    fixed = resize_peaks(peaks, 500, "fixed", sizes)
+    assert list(zip(fixed.start, fixed.end, strict=True)) == [(900, 1400), (2850, 3350), (0, 500), (9650, 10_000)]
+    at_least = resize_peaks(peaks, 500, "at_least", sizes)  # the 2 kb peak stays as called
+    assert list(zip(at_least.start, at_least.end, strict=True)) == [(900, 1400), (3000, 5000), (0, 500), (9650, 10_000)]
+    midpoint = resize_peaks(peaks.drop(columns="summit"), 501, "fixed", sizes)
+    assert list(midpoint.start) == [850, 3750, 0, 9645] and (midpoint.end - midpoint.start).iloc[:2].eq(501).all()
+    assert peaks.start.iloc[0] == 1000  # the input is not changed
+    with pytest.raises(ValueError, match="element_resize"):
+        resize_peaks(peaks, 500, "centre", sizes)
+
+
+def test_resized_elements_merge_before_pairs():
+    """Two narrow peaks whose 500 bp windows overlap become one element; the pair distance is from its midpoint."""
+    sizes = {"chr1": 100_000}
+    peaks = pd.DataFrame({"chrom": ["chr1"] * 2, "start": [50_000, 50_400], "end": [50_100, 50_500]})
+    peaks["summit"] = [50_050, 50_450]
+    tss = pd.DataFrame({"chrom": ["chr1"], "tss": [70_000], "strand": ["+"], "gene": ["A"]})
+    got = predict_candidates(resize_peaks(peaks, 500, "fixed", sizes), tss, tss, sizes, "X", 1000, 5000, 50_000)
+    assert list(zip(got.enhancer_start, got.enhancer_end, strict=True)) == [(49_800, 50_700)]
+    assert got.distance.iloc[0] == 70_000 - 50_250
 
 
 def test_promoter_clipped_at_chromosome_ends():

@@ -91,6 +91,10 @@ def test_final_model_metadata_and_no_self_training(demo_run):
     for line in predict_config(demo_run)["lines"]:
         calibration = yaml.safe_load((outputs(demo_run, line, DEPLOYED) / "calibration.json").read_text())
         assert line not in calibration["training_lines"]
+        provenance = yaml.safe_load((outputs(demo_run, line, DEPLOYED) / "provenance.json").read_text())
+        for key, value in predict_config(demo_run)["candidates"].items():
+            assert provenance["candidates"][key] == value, key
+        assert provenance["candidates"]["element_width"] is None  # the demo's elements as called
 
 
 @pytest.fixture
@@ -120,6 +124,30 @@ def test_one_more_line_reuses_the_final_model(run_copy):
     assert "predict_candidates" in plan and "predict_score" in plan
     assert "predict_fit" not in plan, "the final model of all labelled lines is reused, not refitted"
     assert "train_heldout" not in plan and "features_compute" not in plan
+
+
+def test_elements_widened_around_their_summits(run_copy):
+    """predict.candidates.element_width: the rule reruns (its params changed) and every element is at least that
+    wide around a peak summit; the as-called elements are kept otherwise."""
+    from epiflow.io import read_peaks
+
+    candidates = run_copy / "results/predict/lineE/candidates.tsv.gz"
+    before = pd.read_csv(candidates, sep="\t")
+    (run_copy / "wide.yaml").write_text(
+        yaml.safe_dump({"predict": {"candidates": {"element_width": 600, "element_resize": "at_least"}}})
+    )
+    run_snakemake(run_copy, "--configfile", "wide.yaml", "--", str(candidates.relative_to(run_copy)))
+    after = pd.read_csv(candidates, sep="\t")
+    width = after.enhancer_end - after.enhancer_start
+    sizes = pd.read_csv(run_copy / "results/reference/chrom_sizes.tsv", sep="\t", header=None, index_col=0)[1]
+    at_end = (after.enhancer_start == 0) | (after.enhancer_end == after.chrom.map(sizes))
+    assert (width[~at_end] >= 600).all() and (before.enhancer_end - before.enhancer_start).lt(600).any()
+    peaks = read_peaks(run_copy / "resources/demo/lineE/H3K27ac.narrowPeak.gz", "narrowpeak", summits=True)
+    elements = after.drop_duplicates(["chrom", "enhancer_start"])
+    for row in elements.sample(min(len(elements), 50), random_state=0).itertuples():
+        on = peaks[peaks.chrom == row.chrom]
+        assert on.summit.between(row.enhancer_start, row.enhancer_end - 1).any(), row
+    assert len(after) != len(before)
 
 
 def failed(workdir: Path, *args: str) -> str:

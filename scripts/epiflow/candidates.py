@@ -1,7 +1,8 @@
 """Candidate enhancer–gene pairs of a cell line to predict genome-wide (no labels, no Hi-C).
 
-Elements: the line's peaks of `enhancer_mark` (or DNase/ATAC), merged, without those that overlap a promoter (any
-TSS of the annotation +- `promoter_flank`), as the loop path does (epiflow.pairs.candidate_enhancers). Genes: one TSS
+Elements: the line's peaks of `enhancer_mark` (or DNase/ATAC), optionally re-sized around their summits first
+(`resize_peaks`: `element_width`, `element_resize`), merged, without those that overlap a promoter (any TSS of the
+annotation +- `promoter_flank`), as the loop path does (epiflow.pairs.candidate_enhancers). Genes: one TSS
 per gene (`one_tss_per_gene`), optionally restricted to a gene list. A pair is kept when
 ``min_distance <= |element midpoint - TSS| <= max_distance`` (both bounds inclusive; midpoint = floor((start + end)
 / 2)). Promoters are TSS +- promoter_flank clipped to the chromosome. The table has the columns of every epiflow
@@ -16,11 +17,30 @@ import numpy as np
 import pandas as pd
 
 from epiflow.errors import InputError
+from epiflow.io_regions import read_peaks
 from epiflow.pairs import PAIR_COLUMNS, candidate_enhancers, candidate_pairs
 
 log = logging.getLogger(__name__)
 
 UNLABELLED = -1  # the label of a candidate pair: not known
+RESIZE_MODES = ("fixed", "at_least")
+
+
+def resize_peaks(peaks: pd.DataFrame, width: int, mode: str, chrom_sizes: dict) -> pd.DataFrame:
+    """Peaks re-sized around their centre (`summit` when the frame has it, else the midpoint floor((start + end) /
+    2)) to [centre - floor(width / 2), centre - floor(width / 2) + width) clipped to the chromosome: every peak
+    (`fixed`, ABC's candidate regions) or only those shorter than `width` (`at_least`, a longer one as called)."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"element_resize {mode!r}: expected one of {', '.join(RESIZE_MODES)}")
+    start, end = peaks.start.to_numpy(np.int64), peaks.end.to_numpy(np.int64)
+    centre = peaks.summit.to_numpy(np.int64) if "summit" in peaks else (start + end) // 2
+    size = peaks.chrom.map(chrom_sizes).to_numpy(np.int64)
+    new_start = np.clip(centre - width // 2, 0, size)
+    new_end = np.clip(new_start + width, 0, size)
+    change = np.ones(len(peaks), bool) if mode == "fixed" else (end - start) < width
+    out = peaks.copy()
+    out["start"], out["end"] = np.where(change, new_start, start), np.where(change, new_end, end)
+    return out
 
 
 def one_tss_per_gene(tss: pd.DataFrame, genes: list[str] | None = None, source: str = "annotation") -> pd.DataFrame:
@@ -40,6 +60,14 @@ def one_tss_per_gene(tss: pd.DataFrame, genes: list[str] | None = None, source: 
     order = np.lexsort((five_prime, tss.gene.to_numpy()))
     picked = tss.iloc[order].drop_duplicates("gene")
     return picked[["chrom", "tss", "strand", "gene"]].sort_values(["chrom", "tss"]).reset_index(drop=True)
+
+
+def read_candidate_peaks(path, fmt: str, opts: dict, chrom_sizes: dict, chrom_map=None) -> pd.DataFrame:
+    """The enhancer-mark peaks of a line as the candidate elements start from: read (epiflow.io.read_peaks) and, when
+    `opts["element_width"]` is set, re-sized around their summits (`resize_peaks`, mode `opts["element_resize"]`)."""
+    width = opts.get("element_width")
+    peaks = read_peaks(path, fmt, known_chroms=set(chrom_sizes), chrom_map=chrom_map, summits=bool(width))
+    return resize_peaks(peaks, width, opts.get("element_resize", "at_least"), chrom_sizes) if width else peaks
 
 
 def predict_candidates(

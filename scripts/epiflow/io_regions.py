@@ -47,9 +47,12 @@ def read_peaks(
     fmt: str,
     known_chroms: Iterable[str] | None = None,
     chrom_map: ChromMap = None,
+    summits: bool = False,
 ) -> pd.DataFrame:
     """Read narrowPeak / broadPeak (signal = signalValue, column 7), bedGraph (column 4) or BED (column 5 score
-    when every score is numeric, else 1.0), plain or gzip. Returns DataFrame[chrom, start, end, signal]."""
+    when every score is numeric, else 1.0), plain or gzip. Returns DataFrame[chrom, start, end, signal], with
+    `summits` also `summit`: the peak's summit in bp (narrowPeak column 10, an offset from start; -1 = none), else
+    its midpoint floor((start + end) / 2)."""
     fmt = fmt.lower()
     if fmt not in PEAK_FORMATS:
         raise InputError(f"{path}: unknown peak format {fmt!r} (expected one of {', '.join(PEAK_FORMATS)})")
@@ -63,7 +66,24 @@ def read_peaks(
         frame["signal"] = 1.0
     else:
         frame["signal"] = as_signal(table[signal_col], path)
+    if summits:
+        frame["summit"] = _summits(table, frame, fmt, path)
     return frame.reset_index(drop=True)
+
+
+def _summits(table: pd.DataFrame, frame: pd.DataFrame, fmt: str, path) -> np.ndarray:
+    """Summit (bp) of each peak: start + narrowPeak's offset (column 10) when it is >= 0, else the midpoint."""
+    mid = ((frame.start + frame.end) // 2).to_numpy(np.int64)
+    if fmt != "narrowpeak":
+        return mid
+    offset = pd.to_numeric(table[9].loc[frame.index], errors="coerce")
+    length = frame.end - frame.start
+    bad = offset.isna() | (offset % 1 != 0) | (offset < -1) | ((offset >= 0) & (offset >= length.clip(lower=1)))
+    line = first_bad(bad)
+    if line is not None:
+        fail(path, line, f"summit offset {table[9][line]!r} is not -1 or an integer in [0, end - start)")
+    offset = offset.to_numpy(np.int64)
+    return np.where(offset >= 0, frame.start.to_numpy(np.int64) + offset, mid)
 
 
 def read_bedpe(
