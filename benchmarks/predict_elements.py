@@ -4,8 +4,9 @@ For each labelled line L given, the deployed model fitted on every chromosome of
 model a prediction of L uses; never trained on L) scores (a) L's benchmark pairs on their own elements and (b) L's
 genome-wide candidates whose element overlaps a benchmark pair's element for the same gene, under each element
 definition (`predict.candidates.element_width` / `element_resize`); a pair's (b) score is the max over its covering
-candidates, as the honesty check joins. No label is read. Prints per line and definition: coverage, the Spearman
-correlation of (a) and (b) (agreement) and the mean W1 of the `{mark}_enhancer` features in units of (a)'s sd.
+candidates, as the honesty check's gene-only join does. No label is read. Prints per line and definition: coverage,
+the Spearman correlation of (a) and (b) (agreement) and the mean W1 of the `{mark}_enhancer` features in units of
+(a)'s sd.
 
 Run from the repository root on a finished run of config/predict_hg19.yaml (its pairs, features, tracks, final
 models; a missing final model is fitted here):

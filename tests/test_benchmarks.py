@@ -257,13 +257,14 @@ def test_honesty_join_needs_the_same_element_and_promoter():
             "start": [1400, 900, 5600, 9000],
             "end": [1900, 1100, 6000, 9500],
             "TargetGene": ["A", "A", "A", "B"],
-            "TargetGeneTSS": [50_800, 49_500, 50_000, 50_000],
+            "TargetGeneTSS": [50_800, 49_400, 50_000, 50_000],
             "score": [0.8, 0.7, 0.9, 0.5],
         }
     )
     same = predict_honesty.join_genome_wide(pairs, predictions, 1000).genome_wide
     assert same.iloc[0] == 0.8 and same.iloc[1:].isna().all()  # touching (5600) does not overlap; gene None: none
     tight = predict_honesty.join_genome_wide(pairs, predictions, 600).genome_wide
-    assert tight.iloc[0] == 0.7 and np.isnan(tight.iloc[1])  # 800 bp off is out, 500 bp off is in
+    assert tight.iloc[0] == 0.7 and np.isnan(tight.iloc[1])  # 800 bp off is out, 600 bp off (the bound) is in
+    assert np.isnan(predict_honesty.join_genome_wide(pairs, predictions, 599).genome_wide.iloc[0])
     any_tss = predict_honesty.join_genome_wide(pairs, predictions, None).genome_wide
     assert any_tss.iloc[0] == 0.8 and any_tss.iloc[1] == 0.8 and any_tss.iloc[2:].isna().all()

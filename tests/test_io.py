@@ -113,6 +113,12 @@ def test_peak_summits_from_narrowpeak_or_midpoint(tmp_path):
     outside = write(tmp_path / "bad.narrowPeak", text[0] + "\n" + text[1].replace("\t40", "\t100") + "\n")
     with expect_error(outside, 2, "summit offset '100'"):
         io.read_peaks(outside, "narrowpeak", summits=True)
+    half = write(tmp_path / "half.narrowPeak", text[1].replace("\t40", "\t12.5") + "\n")
+    with expect_error(half, 1, "summit offset '12.5'"):
+        io.read_peaks(half, "narrowpeak", summits=True)
+    empty = write(tmp_path / "empty.narrowPeak", text[1].replace("\t600\t", "\t500\t").replace("\t40", "\t0") + "\n")
+    with expect_error(empty, 1, "summit offset '0'"):
+        io.read_peaks(empty, "narrowpeak", summits=True)
 
 
 @needs_data

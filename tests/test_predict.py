@@ -111,15 +111,22 @@ def test_resize_peaks_around_summit_or_midpoint_clipped_to_the_chromosome():
             "summit": [1150, 3100, 200, 9900],
         }
     )
-    fixed = resize_peaks(peaks, 500, "fixed", sizes)
-    assert list(zip(fixed.start, fixed.end, strict=True)) == [(900, 1400), (2850, 3350), (0, 500), (9650, 10_000)]
+    fixed = resize_peaks(peaks, 500, "fixed", sizes)  # windows at either end are shifted inside, keeping 500 bp
+    assert list(zip(fixed.start, fixed.end, strict=True)) == [(900, 1400), (2850, 3350), (0, 500), (9500, 10_000)]
     at_least = resize_peaks(peaks, 500, "at_least", sizes)  # the 2 kb peak stays as called
-    assert list(zip(at_least.start, at_least.end, strict=True)) == [(900, 1400), (3000, 5000), (0, 500), (9650, 10_000)]
+    assert list(zip(at_least.start, at_least.end, strict=True)) == [(900, 1400), (3000, 5000), (0, 500), (9500, 10_000)]
     midpoint = resize_peaks(peaks.drop(columns="summit"), 501, "fixed", sizes)
-    assert list(midpoint.start) == [850, 3750, 0, 9645] and (midpoint.end - midpoint.start).iloc[:2].eq(501).all()
+    assert list(midpoint.start) == [850, 3750, 0, 9499] and (midpoint.end - midpoint.start).eq(501).all()
     assert peaks.start.iloc[0] == 1000  # the input is not changed
+    exact = pd.DataFrame({"chrom": ["chr1"], "start": [2000], "end": [2500], "summit": [2010]})
+    assert resize_peaks(exact, 500, "at_least", sizes).start.iloc[0] == 2000  # as wide as asked: as called
+    assert resize_peaks(exact, 500, "fixed", sizes).start.iloc[0] == 1760
+    tiny = pd.DataFrame({"chrom": ["chrT"], "start": [10], "end": [20], "summit": [15]})
+    assert resize_peaks(tiny, 500, "fixed", {"chrT": 300})[["start", "end"]].values.tolist() == [[0, 300]]
     with pytest.raises(ValueError, match="element_resize"):
         resize_peaks(peaks, 500, "centre", sizes)
+    with pytest.raises(ValueError, match="chr9"):
+        resize_peaks(peaks.assign(chrom="chr9"), 500, "fixed", sizes)
 
 
 def test_resized_elements_merge_before_pairs():

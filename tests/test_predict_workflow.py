@@ -126,28 +126,38 @@ def test_one_more_line_reuses_the_final_model(run_copy):
     assert "train_heldout" not in plan and "features_compute" not in plan
 
 
-def test_elements_widened_around_their_summits(run_copy):
-    """predict.candidates.element_width: the rule reruns (its params changed) and every element is at least that
-    wide around a peak summit; the as-called elements are kept otherwise."""
+def test_elements_re_sized_around_their_summits(run_copy):
+    """predict.candidates.element_width with element_resize fixed: the rule reruns (its params changed) and an
+    element made of one isolated peak is exactly the window around that peak's narrowPeak summit."""
     from epiflow.io import read_peaks
 
     candidates = run_copy / "results/predict/lineE/candidates.tsv.gz"
     before = pd.read_csv(candidates, sep="\t")
-    (run_copy / "wide.yaml").write_text(
-        yaml.safe_dump({"predict": {"candidates": {"element_width": 600, "element_resize": "at_least"}}})
+    (run_copy / "narrow.yaml").write_text(
+        yaml.safe_dump({"predict": {"candidates": {"element_width": 200, "element_resize": "fixed"}}})
     )
-    run_snakemake(run_copy, "--configfile", "wide.yaml", "--", str(candidates.relative_to(run_copy)))
-    after = pd.read_csv(candidates, sep="\t")
-    width = after.enhancer_end - after.enhancer_start
-    sizes = pd.read_csv(run_copy / "results/reference/chrom_sizes.tsv", sep="\t", header=None, index_col=0)[1]
-    at_end = (after.enhancer_start == 0) | (after.enhancer_end == after.chrom.map(sizes))
-    assert (width[~at_end] >= 600).all() and (before.enhancer_end - before.enhancer_start).lt(600).any()
+    run_snakemake(run_copy, "--configfile", "narrow.yaml", "--", str(candidates.relative_to(run_copy)))
+    elements = pd.read_csv(candidates, sep="\t").drop_duplicates(["chrom", "enhancer_start"])
     peaks = read_peaks(run_copy / "resources/demo/lineE/H3K27ac.narrowPeak.gz", "narrowpeak", summits=True)
-    elements = after.drop_duplicates(["chrom", "enhancer_start"])
-    for row in elements.sample(min(len(elements), 50), random_state=0).itertuples():
-        on = peaks[peaks.chrom == row.chrom]
-        assert on.summit.between(row.enhancer_start, row.enhancer_end - 1).any(), row
-    assert len(after) != len(before)
+    peaks = peaks.sort_values(["chrom", "summit"])
+    gap = peaks.groupby("chrom").summit.diff()
+    isolated = peaks[(gap.fillna(1e9) > 200) & (gap.groupby(peaks.chrom).shift(-1).fillna(1e9) > 200)]
+    assert (isolated.summit != (isolated.start + isolated.end) // 2).mean() > 0.5  # summits are not midpoints
+    checked = 0
+    for chrom, group in elements.groupby("chrom"):
+        summits = np.sort(peaks.summit[peaks.chrom == chrom].to_numpy())
+        lone = np.sort(isolated.summit[isolated.chrom == chrom].to_numpy())
+        start, end = group.enhancer_start.to_numpy(), group.enhancer_end.to_numpy()
+        n_inside = np.searchsorted(summits, end, "left") - np.searchsorted(summits, start, "left")
+        assert (n_inside >= 1).all() and (n_inside[end - start > 200] >= 2).all()  # wider only where windows merged
+        first_lone = np.searchsorted(lone, start, "left")
+        single = (n_inside == 1) & (first_lone < len(lone))
+        summit = lone[np.minimum(first_lone, len(lone) - 1)]
+        single &= summit < end
+        assert (start[single] == summit[single] - 100).all() and (end[single] == summit[single] + 100).all()
+        checked += int(single.sum())
+    assert checked > 20
+    assert (before.enhancer_end - before.enhancer_start).gt(200).any()  # called peaks wider than the windows
 
 
 def failed(workdir: Path, *args: str) -> str:

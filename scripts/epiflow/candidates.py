@@ -27,16 +27,21 @@ RESIZE_MODES = ("fixed", "at_least")
 
 
 def resize_peaks(peaks: pd.DataFrame, width: int, mode: str, chrom_sizes: dict) -> pd.DataFrame:
-    """Peaks re-sized around their centre (`summit` when the frame has it, else the midpoint floor((start + end) /
-    2)) to [centre - floor(width / 2), centre - floor(width / 2) + width) clipped to the chromosome: every peak
-    (`fixed`, ABC's candidate regions) or only those shorter than `width` (`at_least`, a longer one as called)."""
+    """Peaks replaced by the `width`-bp window around their centre (`summit` when the frame has it, else the midpoint
+    floor((start + end) / 2)): [centre - floor(width / 2), centre - floor(width / 2) + width), shifted to lie inside
+    the chromosome (the whole chromosome when it is shorter): every peak (`fixed`, ABC's candidate regions) or only
+    those shorter than `width` (`at_least`; a peak of `width` or longer stays as called). A shorter peak's window is
+    centred on its summit, so it need not cover all of the peak."""
     if mode not in RESIZE_MODES:
         raise ValueError(f"element_resize {mode!r}: expected one of {', '.join(RESIZE_MODES)}")
+    unknown = sorted(set(peaks.chrom) - set(chrom_sizes))
+    if unknown:
+        raise ValueError(f"peaks on chromosome(s) {unknown[:3]} not in the genome's chrom sizes")
     start, end = peaks.start.to_numpy(np.int64), peaks.end.to_numpy(np.int64)
     centre = peaks.summit.to_numpy(np.int64) if "summit" in peaks else (start + end) // 2
     size = peaks.chrom.map(chrom_sizes).to_numpy(np.int64)
-    new_start = np.clip(centre - width // 2, 0, size)
-    new_end = np.clip(new_start + width, 0, size)
+    new_start = np.clip(centre - width // 2, 0, np.maximum(size - width, 0))
+    new_end = np.minimum(new_start + width, size)
     change = np.ones(len(peaks), bool) if mode == "fixed" else (end - start) < width
     out = peaks.copy()
     out["start"], out["end"] = np.where(change, new_start, start), np.where(change, new_end, end)

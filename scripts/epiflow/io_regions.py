@@ -78,7 +78,7 @@ def _summits(table: pd.DataFrame, frame: pd.DataFrame, fmt: str, path) -> np.nda
         return mid
     offset = pd.to_numeric(table[9].loc[frame.index], errors="coerce")
     length = frame.end - frame.start
-    bad = offset.isna() | (offset % 1 != 0) | (offset < -1) | ((offset >= 0) & (offset >= length.clip(lower=1)))
+    bad = offset.isna() | (offset % 1 != 0) | (offset < -1) | ((offset >= 0) & (offset >= length))
     line = first_bad(bad)
     if line is not None:
         fail(path, line, f"summit offset {table[9][line]!r} is not -1 or an integer in [0, end - start)")
