@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import rundata  # noqa: E402
 
 from epiflow import predict_outputs as out  # noqa: E402
-from epiflow.candidates import one_tss_per_gene, predict_candidates, read_candidate_peaks  # noqa: E402
+from epiflow.candidates import predict_candidates, read_candidate_peaks  # noqa: E402
 from epiflow.features import features_by_chromosome  # noqa: E402
-from epiflow.io import read_chrom_sizes, read_tads, read_tss  # noqa: E402
+from epiflow.io import read_chrom_sizes, read_tads  # noqa: E402
 from epiflow.models import PairData  # noqa: E402
 from epiflow.predict import (  # noqa: E402
     calibrate_candidates,
@@ -78,21 +78,17 @@ def main() -> None:
     args.model = args.model or cfg["predict"]["models"][0]
     max_distance = args.max_distance or opts["max_distance"]
     sizes = read_chrom_sizes(run / "results/reference/chrom_sizes.tsv")
-    sheet = pd.read_csv(run / cfg["tracks"], sep="\t", comment="#", dtype=str)
-    row = sheet[(sheet.cell_line == args.line) & (sheet["mark"] == opts["enhancer_mark"])].iloc[0]
-    peak_path = glob.glob(str(run / "resources/cache/*" / Path(row.source).name))[0]
+    peak_path, peak_format = rundata.peak_source(run, cfg, args.line, opts["enhancer_mark"])
     tracks = {m: str(run / f"results/tracks/{args.line}/{m}.bw") for m in cfg["marks"]}
     timings = {}
 
     start = time.perf_counter()
-    tss = pd.read_csv(run / "results/reference/tss.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str})
-    annotated = read_tss(run / opts["annotation"], known_chroms=set(sizes), gene_column=opts["gene_column"])
-    annotated = annotated[annotated.chrom.isin(set(sizes))]
-    peaks = read_candidate_peaks(peak_path, row.format, opts, sizes, cfg["reference"]["chrom_map"])
+    all_tss, gene_tss = rundata.candidate_tss(run, cfg, sizes)
+    peaks = read_candidate_peaks(peak_path, peak_format, opts, sizes, cfg["reference"]["chrom_map"])
     pairs = predict_candidates(
         peaks,
-        pd.concat([tss, annotated]),
-        one_tss_per_gene(annotated),
+        all_tss,
+        gene_tss,
         sizes,
         args.line,
         opts["promoter_flank"],

@@ -27,39 +27,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import rundata  # noqa: E402
 
-from epiflow.candidates import one_tss_per_gene, predict_candidates, resize_peaks  # noqa: E402
+from epiflow.candidates import predict_candidates, resize_peaks  # noqa: E402
 from epiflow.features import features_by_chromosome  # noqa: E402
-from epiflow.io import read_chrom_sizes, read_peaks, read_tss  # noqa: E402
+from epiflow.io import read_chrom_sizes, read_peaks  # noqa: E402
 from epiflow.io_regions import read_tads_by_line  # noqa: E402
 from epiflow.models import PairData  # noqa: E402
-from epiflow.predict import fit_final, load_final, score_chunk, training_key  # noqa: E402
+from epiflow.predict import deployed_params, fit_final, load_final, score_chunk, training_key  # noqa: E402
 from epiflow.predict_report import overlap_matches  # noqa: E402
 from epiflow.train import add_topology, load_cell_data  # noqa: E402
 
 VARIANTS = {"E0 as called": (None, "fixed"), "E1 500 bp": (500, "fixed"), "E2 >= 500 bp": (500, "at_least")}
 
 
-def peak_file(run: Path, config: dict, line: str, mark: str) -> tuple[Path, str]:
-    sheet = pd.read_csv(run / config["tracks"], sep="\t", comment="#", dtype=str)
-    row = sheet[(sheet.cell_line == line) & (sheet["mark"] == mark)].iloc[0]
-    hits = sorted((run / "resources" / "cache").glob(f"*/{Path(row.source).name}"))
-    return hits[0], row.format
-
-
-def final_model(run: Path, config: dict, line: str, model: str, lines: list[str]):
-    """The final model of `model` without `line` (the run's, or fitted here as rule predict_fit does)."""
+def final_model(run: Path, config: dict, line: str, model: str, lines: list[str], tads: dict):
+    """(the final model of `model` without `line`: the run's, or fitted here as rule predict_fit does; its training
+    lines' TADs, line -> domains). `tads`: line -> TAD file of the run (rundata.tad_paths)."""
     train = sorted(c for c in lines if c != line)
     out = run / "results" / "final" / training_key(train) / model
-    tads = rundata.tad_paths(run, config)
-    chrom_map = config["reference"].get("chrom_map")
     tad_lines = [c for c in train if c in tads]
+    domains = read_tads_by_line(tad_lines, [tads[c] for c in tad_lines], config["reference"].get("chrom_map"))
     if (out / "model.pkl").exists():
-        return load_final(out / "model.pkl", out / "validation.tsv.gz", out / "meta.json"), train, tad_lines
+        return load_final(out / "model.pkl", out / "validation.tsv.gz", out / "meta.json"), domains
     data = {c: load_cell_data(run / f"results/pairs/{c}.tsv.gz", run / f"results/features/{c}.npz", c) for c in train}
-    data = add_topology(data, read_tads_by_line(tad_lines, [tads[c] for c in tad_lines], chrom_map), heldout=None)
-    params = dict(config["model_params"].get(model, {}))
-    params["exclude_columns"] = list(params.get("exclude_columns") or []) + config["predict"]["exclude_columns"]
-    return fit_final(data, train, model, params, 0), train, tad_lines
+    data = add_topology(data, domains, heldout=None)
+    return fit_final(data, train, model, deployed_params(config, model), 0), domains
 
 
 def main() -> None:
@@ -75,26 +66,18 @@ def main() -> None:
     lines = sorted(pd.read_csv(run / config["pairs"], sep="\t", comment="#", dtype=str).cell_line.unique())
     sizes = read_chrom_sizes(run / "results/reference/chrom_sizes.tsv")
     chrom_map = config["reference"].get("chrom_map")
-    tss = pd.read_csv(run / "results/reference/tss.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str})
-    annotated = read_tss(
-        run / cfg["annotation"], known_chroms=set(sizes), chrom_map=chrom_map, gene_column=cfg["gene_column"]
-    )
-    annotated = annotated[annotated.chrom.isin(set(sizes))]
-    all_tss = pd.concat([tss, annotated], ignore_index=True)
-    gene_tss = one_tss_per_gene(annotated)
-    bounds = pd.read_csv(run / cfg["annotation"], sep="\t", dtype=str)
-    symbol = dict(zip(bounds.Ensembl_ID, bounds.name, strict=True))
+    all_tss, gene_tss = rundata.candidate_tss(run, config, sizes)
+    symbol = rundata.symbol_of_ensembl(run / cfg["annotation"])
     tad_paths = rundata.tad_paths(run, config)
     rows = []
     for line in args.line:
-        final, train, tad_lines = final_model(run, config, line, args.model, lines)
-        tads = read_tads_by_line(tad_lines, [tad_paths[c] for c in tad_lines], chrom_map)
+        final, tads = final_model(run, config, line, args.model, lines, tad_paths)
         bench = load_cell_data(run / f"results/pairs/{line}.tsv.gz", run / f"results/features/{line}.npz", line)
         bench_scored = add_topology({line: bench}, tads, heldout=line)[line]
         own, _ = final.score(bench_scored)
         pairs = bench.frame.reset_index(drop=True)
         pairs = pairs.assign(gene=pairs.gene.str.split(".").str[0].map(symbol).fillna(""))
-        path, fmt = peak_file(run, config, line, cfg["enhancer_mark"])
+        path, fmt = rundata.peak_source(run, config, line, cfg["enhancer_mark"])
         peaks = read_peaks(path, fmt, known_chroms=set(sizes), chrom_map=chrom_map, summits=True)
         tracks = {m: str(run / f"results/tracks/{line}/{m}.bw") for m in config["marks"]}
         enhancer_cols = [i for i, c in enumerate(bench.columns) if c.endswith("_enhancer")]

@@ -32,22 +32,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import rundata  # noqa: E402
 
 from epiflow.metrics import aupr  # noqa: E402
+from epiflow.predict import deployed_params  # noqa: E402
 from epiflow.predict_outputs import read_predictions  # noqa: E402
 from epiflow.predict_report import overlap_matches  # noqa: E402
 from epiflow.train import run_heldout  # noqa: E402
 
 
-def symbol_of_ensembl(bounds: Path) -> dict[str, str]:
-    """Ensembl gene id (no version) -> symbol, from ABC's CollapsedGeneBounds BED (name = symbol, column 7 = id)."""
-    table = pd.read_csv(bounds, sep="\t", dtype=str)  # header: #chr start end name score strand Ensembl_ID gene_type
-    return dict(zip(table.Ensembl_ID, table.name, strict=True))
+def gene_matches(pairs: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(pair row, prediction row) of every candidate of a pair's gene (`symbol`) whose element overlaps its enhancer."""
+    return overlap_matches(pairs.reset_index(drop=True).assign(gene=pairs.symbol.fillna("").to_numpy()), predictions)
 
 
-def join_genome_wide(pairs: pd.DataFrame, predictions: pd.DataFrame, tss_tolerance: int | None) -> pd.DataFrame:
+def join_genome_wide(
+    pairs: pd.DataFrame, predictions: pd.DataFrame, tss_tolerance: int | None, matches=None
+) -> pd.DataFrame:
     """Each pair's max genome-wide score over candidates of its gene whose element overlaps its enhancer and, unless
-    `tss_tolerance` is None, whose TSS is within that many bp of the pair's."""
+    `tss_tolerance` is None, whose TSS is within that many bp of the pair's; `matches`: gene_matches(pairs,
+    predictions) when already computed."""
     pairs = pairs.reset_index(drop=True)
-    owner, hit = overlap_matches(pairs.assign(gene=pairs.symbol.fillna("")), predictions)
+    owner, hit = gene_matches(pairs, predictions) if matches is None else matches
     if tss_tolerance is not None:
         near = np.abs(predictions.TargetGeneTSS.to_numpy()[hit] - pairs.tss.to_numpy()[owner]) <= tss_tolerance
         owner, hit = owner[near], hit[near]
@@ -108,7 +111,7 @@ def main() -> None:
     cfg = config["predict"]["candidates"]
     args.model = args.model or config["predict"]["models"][0]
     pairs = pd.read_csv(run / f"results/pairs/{args.line}.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str})
-    pairs["symbol"] = pairs.gene.str.split(".").str[0].map(symbol_of_ensembl(run / cfg["annotation"]))
+    pairs["symbol"] = pairs.gene.str.split(".").str[0].map(rundata.symbol_of_ensembl(run / cfg["annotation"]))
     predictions = read_predictions(run / f"results/predict/{args.line}/{args.model}/predictions.tsv.gz")
     evaluated = pd.read_csv(
         run / f"results/predictions/{args.line}/{args.model}.tsv.gz", sep="\t", dtype={"pair_id": str}
@@ -118,18 +121,18 @@ def main() -> None:
     print(f"  evaluation test AUPR on all its pairs {evaluated_aupr(pairs, test):.4f}")
     deployed = None
     if args.deployed_params:
-        params = dict(config["model_params"].get(args.model, {}))
-        params["exclude_columns"] = list(params.get("exclude_columns") or []) + config["predict"]["exclude_columns"]
+        params = deployed_params(config, args.model)
         train_lines, data = rundata.heldout_data(run, config, args.line)
         protocol = config["protocol"]
         scores, _ = run_heldout(data, args.line, train_lines, protocol["chrom_folds"], args.model, params, 0)
         deployed = scores[scores.split == "test"].set_index("pair_id").score
         print(f"  evaluation with the deployed params {params}: test AUPR {evaluated_aupr(pairs, deployed):.4f}")
-    any_tss = join_genome_wide(pairs, predictions, None).genome_wide.notna()
+    matches = gene_matches(pairs, predictions)  # the overlap search, once for every join
+    any_tss = join_genome_wide(pairs, predictions, None, matches).genome_wide.notna()
     joins = [("same element, any TSS of the gene (the check as run before 2026-12-01)", None)]
     joins += [(f"same element, TSS within {t} bp", t) for t in args.tss_tolerance or [cfg["promoter_flank"]]]
     for name, tss in joins:
-        joined = join_genome_wide(pairs, predictions, tss).assign(evaluation=lambda t: t.pair_id.map(test))
+        joined = join_genome_wide(pairs, predictions, tss, matches).assign(evaluation=lambda t: t.pair_id.map(test))
         report(name, joined, any_tss, cfg, deployed)
 
 

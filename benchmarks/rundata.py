@@ -77,3 +77,35 @@ def score_rows(scores: pd.DataFrame) -> dict:
     row |= {f"{s}_aupr": aupr(parts[s].label.to_numpy(), parts[s].score.to_numpy()) for s in ("train", "test")}
     row["test_auroc"] = auroc(parts["test"].label.to_numpy(), parts["test"].score.to_numpy())
     return row | {"gap": row["train_aupr"] - row["test_aupr"]}
+
+
+def peak_source(workdir: Path, config: dict, line: str, mark: str) -> tuple[Path, str]:
+    """(downloaded file, format) of `line`'s `mark` in the run's tracks sheet (a URL source, found by basename under
+    resources/cache)."""
+    sheet = pd.read_csv(workdir / config["tracks"], sep="\t", comment="#", dtype=str)
+    row = sheet[(sheet.cell_line == line) & (sheet["mark"] == mark)].iloc[0]
+    return sorted((workdir / "resources" / "cache").glob(f"*/{Path(row.source).name}"))[0], row.format
+
+
+def candidate_tss(workdir: Path, config: dict, chrom_sizes: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every TSS: the reference's and the annotation's, for the promoter exclusion; one TSS per annotated gene) as
+    rule predict_candidates builds them from `predict.candidates.annotation`."""
+    from epiflow.candidates import one_tss_per_gene
+    from epiflow.io import read_tss
+
+    opts = config["predict"]["candidates"]
+    tss = pd.read_csv(workdir / "results/reference/tss.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str})
+    annotated = read_tss(
+        workdir / opts["annotation"],
+        known_chroms=set(chrom_sizes),
+        chrom_map=config["reference"].get("chrom_map"),
+        gene_column=opts["gene_column"],
+    )
+    annotated = annotated[annotated.chrom.isin(set(chrom_sizes))]
+    return pd.concat([tss, annotated], ignore_index=True), one_tss_per_gene(annotated)
+
+
+def symbol_of_ensembl(bounds: Path) -> dict[str, str]:
+    """Ensembl gene id (no version) -> symbol, from ABC's CollapsedGeneBounds BED (name = symbol, column 7 = id)."""
+    table = pd.read_csv(bounds, sep="\t", dtype=str)  # header: #chr start end name score strand Ensembl_ID gene_type
+    return dict(zip(table.Ensembl_ID, table.name, strict=True))

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from epiflow.models import available_models, model_params, unknown_params  # noqa: E402
-from epiflow.predict import calibration_settings  # noqa: E402
+from epiflow.predict import calibration_settings, deployed_params  # noqa: E402
 from epiflow.train import check_model_params, training_lines  # noqa: E402
 from epiflow.models.trainer import TorchModel  # noqa: E402
 
@@ -394,11 +394,7 @@ def predict_targets():
 
 def final_model_params(wildcards):
     """The model's config params, with the pair-table-dependent counts excluded (see predict.exclude_columns)."""
-    params = dict(config["model_params"].get(wildcards.model, {}))
-    extra = list(PREDICT.get("exclude_columns") or [])
-    if extra:
-        params["exclude_columns"] = list(params.get("exclude_columns") or []) + extra
-    return params
+    return deployed_params(config, wildcards.model)
 
 
 def final_inputs(wildcards):

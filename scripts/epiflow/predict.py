@@ -187,6 +187,16 @@ def score_candidates(final: FinalModel, line: str, candidates: pd.DataFrame, fea
     return score, spread
 
 
+def deployed_params(config: dict, model: str) -> dict:
+    """The params a final model of `model` is fitted with: its `model_params`, with `predict.exclude_columns` (the
+    pair-table-dependent counts) added to its excluded columns."""
+    params = dict(config["model_params"].get(model, {}))
+    extra = list(config["predict"].get("exclude_columns") or [])
+    if extra:
+        params["exclude_columns"] = list(params.get("exclude_columns") or []) + extra
+    return params
+
+
 def calibration_settings(config: dict) -> dict:
     """The calibrate stage's settings for a predicted line: `calibration` (`fit_balance`, `threshold_balance`
     included) with the predict path's threshold rule and label-shift estimator, which (a user's line, nothing held
