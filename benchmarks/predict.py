@@ -15,7 +15,6 @@ sample — in the same run, and prints the engine's speed-up as a ratio.
 from __future__ import annotations
 
 import argparse
-import glob
 import resource
 import sys
 import tempfile
@@ -102,11 +101,10 @@ def main() -> None:
     train_lines = [c for c in pd.read_csv(run / cfg["pairs"], sep="\t", comment="#").cell_line if c != args.line]
     final_dir = run / "results/final" / training_key(train_lines) / args.model
     final = load_final(final_dir / "model.pkl", final_dir / "validation.tsv.gz", final_dir / "meta.json")
-    tad_sheet = pd.read_csv(run / cfg["tads"], sep="\t", comment="#", dtype=str)
     tads = {
-        r.cell_line: read_tads(glob.glob(str(run / "resources/cache/*" / Path(r.source).name))[0], chrom_map="auto")
-        for r in tad_sheet.itertuples()
-        if r.cell_line in final.meta["tad_lines"]
+        line: read_tads(path, chrom_map="auto")
+        for line, path in rundata.tad_paths(run, cfg).items()
+        if line in final.meta["tad_lines"]
     }
     score, spread = np.zeros(n), np.zeros(n)
     timings["features"] = timings["scoring"] = 0.0
