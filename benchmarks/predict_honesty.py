@@ -34,7 +34,7 @@ import rundata  # noqa: E402
 from epiflow.metrics import aupr  # noqa: E402
 from epiflow.predict import deployed_params  # noqa: E402
 from epiflow.predict_outputs import read_predictions  # noqa: E402
-from epiflow.predict_report import overlap_matches  # noqa: E402
+from epiflow.predict_report import best_matches, overlap_matches  # noqa: E402
 from epiflow.train import run_heldout  # noqa: E402
 
 
@@ -54,8 +54,9 @@ def join_genome_wide(
     if tss_tolerance is not None:
         near = np.abs(predictions.TargetGeneTSS.to_numpy()[hit] - pairs.tss.to_numpy()[owner]) <= tss_tolerance
         owner, hit = owner[near], hit[near]
-    best = pd.Series(predictions.score.to_numpy()[hit]).groupby(owner).max()
-    return pairs.assign(genome_wide=best.reindex(range(len(pairs))).to_numpy())
+    best = best_matches(owner, hit, predictions.score.to_numpy(), len(pairs))
+    found = predictions.score.to_numpy()[np.maximum(best, 0)]
+    return pairs.assign(genome_wide=np.where(best >= 0, found, np.nan))
 
 
 def not_covered(joined: pd.DataFrame, any_tss: pd.Series, cfg: dict) -> dict[str, float]:

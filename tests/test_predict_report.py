@@ -17,6 +17,7 @@ from epiflow import loci, plots
 from epiflow.predict_outputs import gene_table, write_table
 from epiflow.predict_report import (
     PredictReportInputs,
+    best_matches,
     build_predict_report,
     crispr_sentence,
     disagreement_table,
@@ -115,6 +116,15 @@ def test_join_takes_the_pair_gene_and_half_open_overlap():
     assert not joined.loc["chr1:90000|G1", "matched"]
     table = disagreement_table(predictions, pairs, threshold=0.5)
     assert table.n.sum() == 2 and table.n_pos.sum() == 1
+
+
+def test_best_matches_takes_the_highest_key_per_pair_and_the_first_on_ties():
+    # pair 0 matches rows 3, 1, 2 (key 0.2, 0.9, 0.9: the tie goes to the first match, row 1); pair 2 matches row 0;
+    # pair 1 and pair 3 match nothing
+    owner, hit = np.array([0, 0, 0, 2]), np.array([3, 1, 2, 0])
+    key = np.array([0.1, 0.9, 0.9, 0.2])
+    assert best_matches(owner, hit, key, 4).tolist() == [1, -1, 0, -1]
+    assert best_matches(owner[:0], hit[:0], key, 2).tolist() == [-1, -1]
 
 
 def test_disagreement_table_without_matches_is_empty():

@@ -127,22 +127,27 @@ def overlap_matches(pairs: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.
     return overlaps_by_gene(elements, called)
 
 
+def best_matches(owner: np.ndarray, hit: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
+    """Per pair 0..n-1, the matched prediction row (of the (owner, hit) pairs of overlap_matches) with the highest
+    `key` (per prediction row; ties: the first match), -1 where none matches."""
+    best = np.full(n, -1, dtype=np.int64)
+    if len(owner):
+        order = np.lexsort((-key[hit], owner))  # by pair, then by key descending (stable: first match on ties)
+        first = np.r_[True, owner[order][1:] != owner[order][:-1]]
+        best[owner[order][first]] = hit[order][first]
+    return best
+
+
 def join_pairs(predictions: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     """Each labelled pair with the prediction of highest prob among those matching it (overlap_matches) and that
     prediction's score_sd; `matched` False (prob, score_sd NaN) where none matches. Columns: pair_id, label,
     distance, prob, score_sd, matched."""
-    owner, hit = overlap_matches(pairs, predictions)
-    found = pd.DataFrame(
-        {"owner": owner, "prob": predictions.prob.to_numpy()[hit], "score_sd": predictions.score_sd.to_numpy()[hit]}
-    )
-    best = found.sort_values(["owner", "prob"], ascending=[True, False], kind="stable").drop_duplicates("owner")
+    best = best_matches(*overlap_matches(pairs, predictions), predictions.prob.to_numpy(), len(pairs))
     out = pairs[["pair_id", "label", "distance"]].reset_index(drop=True)
-    out["prob"] = np.nan
-    out["score_sd"] = np.nan
-    out.loc[best.owner.to_numpy(), "prob"] = best.prob.to_numpy()
-    out.loc[best.owner.to_numpy(), "score_sd"] = best.score_sd.to_numpy()
-    out["matched"] = out.prob.notna()
-    return out
+    out["matched"] = best >= 0
+    for column in ("prob", "score_sd"):
+        out[column] = np.where(out.matched, predictions[column].to_numpy()[np.maximum(best, 0)], np.nan)
+    return out[["pair_id", "label", "distance", "prob", "score_sd", "matched"]]
 
 
 def disagreement_bins(joined: pd.DataFrame, threshold: float, n_bins: int = SD_BINS) -> pd.DataFrame:
