@@ -8,12 +8,13 @@ Two joins. The gene-only join (the check as run before 2026-12-01): a benchmark 
 the same gene has an element overlapping the pair's enhancer (BENGI names genes by Ensembl id, the candidates by
 symbol: CollapsedGeneBounds maps them). The TSS join adds that the candidate's TSS lies within `--tss-tolerance` bp
 (default `predict.candidates.promoter_flank`; several values, one join each) of the pair's: the same element and the
-same promoter. The candidates have one TSS per gene, a BENGI pair the TSS its Hi-C loop reached. The TSS join was
-added after a diagnostic that read IMR90's labels (docs/findings/crispri.md G4). A pair's genome-wide score is the
-max over its covering candidates. Prints per join the coverage and why the rest is not covered (gene not in the
-gene set, distance outside the candidate bounds, no overlapping element, another TSS of the gene; they add up to
-1 - coverage), the genome-wide AUPR on the covered pairs and the evaluation's test AUPR on all pairs and on the
-covered ones. With --deployed-params it also reruns the evaluation
+same promoter. The candidates have one TSS per gene; BENGI lists an element-gene pair once per transcript TSS of the
+gene, every row with the pair's label (label_units prints how often). The TSS join was added after a diagnostic
+that read IMR90's labels (docs/findings/crispri.md G4). A pair's genome-wide score is the max over its covering
+candidates. Prints the benchmark's element-gene structure, then per join the coverage and why the rest is not
+covered (gene not in the gene set, distance outside the candidate bounds, no overlapping element, another TSS of
+the gene; they add up to 1 - coverage), the genome-wide AUPR on the covered pairs and the evaluation's test AUPR on
+all pairs and on the covered ones. With --deployed-params it also reruns the evaluation
 protocol (epiflow.train.run_heldout: the same folds, training lines and validation) with the deployed model's params
 (its model_params plus predict.exclude_columns), so both sides are the same model.
 """
@@ -36,6 +37,8 @@ from epiflow.predict import deployed_params  # noqa: E402
 from epiflow.predict_outputs import read_predictions  # noqa: E402
 from epiflow.predict_report import best_matches, overlap_matches  # noqa: E402
 from epiflow.train import run_heldout  # noqa: E402
+
+UNIT = ["chrom", "enhancer_start", "enhancer_end", "gene"]  # an element-gene pair of the benchmark
 
 
 def gene_matches(pairs: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +91,28 @@ def report(name: str, joined: pd.DataFrame, any_tss: pd.Series, cfg: dict, deplo
     if deployed is not None:
         same = aupr(y, sub.pair_id.map(deployed).to_numpy())
         print(f"  evaluation with the deployed params: test AUPR {same:.4f} on them; gap {same - genome_wide:.5f}")
+        # post hoc (2026-12-01, after G4's diagnostic): the unit the labels are on, each side's max over its rows
+        units = sub.assign(deployed=sub.pair_id.map(deployed)).groupby(UNIT, sort=False)
+        unit = units.agg(label=("label", "max"), genome_wide=("genome_wide", "max"), deployed=("deployed", "max"))
+        per_unit = [aupr(unit.label.to_numpy(), unit[c].to_numpy()) for c in ("genome_wide", "deployed")]
+        print(
+            f"  per element-gene pair ({len(unit):,}, each side's max over its rows): genome-wide {per_unit[0]:.4f}, "
+            f"evaluation with the deployed params {per_unit[1]:.4f}; gap {per_unit[1] - per_unit[0]:.5f}"
+        )
+
+
+def label_units(pairs: pd.DataFrame) -> dict[str, float]:
+    """How the benchmark's rows map onto element–gene pairs, the unit a genome-wide candidate scores: the number of
+    element–gene pairs, rows per pair, the share of pairs with more than one row (BENGI lists a pair once per
+    transcript TSS of the gene) and the share whose rows disagree on the label."""
+    units = pairs.groupby(UNIT, sort=False)
+    size = units.size()
+    return {
+        "element-gene pairs": float(len(size)),
+        "rows per pair": float(size.mean()),
+        "pairs with several rows": float((size > 1).mean()),
+        "pairs with mixed labels": float((units.label.nunique() > 1).mean()),
+    }
 
 
 def evaluated_aupr(pairs: pd.DataFrame, scores: pd.Series) -> float:
@@ -119,6 +144,12 @@ def main() -> None:
     )
     test = evaluated[evaluated.split == "test"].set_index("pair_id").score
     print(f"{args.line}: {len(pairs):,} benchmark pairs ({int(pairs.label.sum()):,} positive), model {args.model}")
+    units = label_units(pairs)
+    print(
+        f"  {units['element-gene pairs']:,.0f} element-gene pairs, {units['rows per pair']:.2f} rows each, "
+        f"{units['pairs with several rows']:.3f} with several rows (one per TSS), "
+        f"{units['pairs with mixed labels']:.4f} with mixed labels"
+    )
     print(f"  evaluation test AUPR on all its pairs {evaluated_aupr(pairs, test):.4f}")
     deployed = None
     if args.deployed_params:

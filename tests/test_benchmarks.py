@@ -239,6 +239,23 @@ def test_round3_test_f1_uses_each_folds_expected_threshold(tmp_path):
     assert f1["H"] == pytest.approx(2 * precision * recall / (precision + recall))
 
 
+def test_honesty_label_units_count_rows_per_element_gene_pair():
+    """BENGI lists an element-gene pair once per transcript TSS: rows of one element and gene are one unit."""
+    pairs = pd.DataFrame(
+        {
+            "chrom": ["chr1", "chr1", "chr1", "chr1", "chr2"],
+            "enhancer_start": [100, 100, 100, 100, 100],
+            "enhancer_end": [600, 600, 600, 600, 600],
+            "gene": ["A", "A", "B", "B", "A"],  # A on chr1 twice (two TSSs), B twice with mixed labels, A on chr2
+            "tss": [50_000, 52_000, 70_000, 71_000, 50_000],
+            "label": [1, 1, 0, 1, 0],
+        }
+    )
+    units = predict_honesty.label_units(pairs)
+    assert units["element-gene pairs"] == 3 and units["rows per pair"] == 5 / 3
+    assert units["pairs with several rows"] == 2 / 3 and units["pairs with mixed labels"] == 1 / 3
+
+
 def test_honesty_join_needs_the_same_element_and_promoter():
     """A pair is covered by a candidate of its gene whose element overlaps its own and, with a tolerance, whose TSS
     is that close to the pair's; its score is the max over such candidates."""
