@@ -1,5 +1,5 @@
 # epiflow — two commands set everything up on a fresh Linux machine with Python 3.11:
-#   make run    the embedded demo (snakemake --cores 2) -> results/report/reflection.html
+#   make run    the embedded demo (snakemake --cores 2) -> results/report/reflection.html and predict.html
 #   make test   the test suite (python -m pytest)
 # Both create .venv with the pinned requirements first if needed, and are idempotent.
 PYTHON ?= python3

@@ -1,5 +1,6 @@
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +21,13 @@ validate(config, "../config/schemas/config.schema.yaml")
 def config_error(key, message):
     """Stop before any job with a message naming the config key and the file."""
     raise WorkflowError(f"{CONFIG_FILE}: {key}: {message}")
+
+
+def check_threshold_rule(key, rule):
+    """A `recall` or `precision` threshold rule needs a target in (0, 1] (epiflow.metrics.choose_threshold)."""
+    target = rule.get("target")
+    if rule.get("rule", "f1") != "f1" and (target is None or not 0 < target <= 1):
+        config_error(f"{key}.target", f"rule {rule['rule']} needs a target in (0, 1] (got {target!r})")
 
 
 def load_sheet(key, schema, unique):
@@ -111,6 +119,7 @@ def check_config():
         except (KeyError, ValueError) as error:  # KeyError: screen_with names an unknown model
             config_error(f"model_params.{model}", str(error.args[0] if error.args else error))
     calibration = config["calibration"]
+    check_threshold_rule("calibration.threshold", calibration["threshold"])
     if calibration["threshold_reweight"] == "always" and not calibration["label_shift_apply"]:
         config_error(
             "calibration.threshold_reweight",
@@ -134,10 +143,15 @@ def check_config():
 check_config()
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly one of `names` (regex characters such as `.` taken literally)."""
+    return "|".join(map(re.escape, names))
+
+
 wildcard_constraints:
-    cell_line="|".join(CELL_LINES),
-    heldout="|".join(HELDOUT),
-    model="|".join(MODELS),
+    cell_line=one_of(CELL_LINES),
+    heldout=one_of(HELDOUT),
+    model=one_of(MODELS),
     mark="[A-Za-z0-9_.+-]+",
 
 
@@ -298,6 +312,7 @@ def final_dir(line, model):
 
 def check_predict():
     """Cross-checks of the predict config and the sheets that no schema can express (before any job)."""
+    check_threshold_rule("predict.threshold", config["predict"]["threshold"])
     mark = CANDIDATES["enhancer_mark"]
     for line in PREDICT_LINES:
         have = set(TRACKS.loc[TRACKS.cell_line == line, "mark"])

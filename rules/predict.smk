@@ -16,7 +16,7 @@ rule predict_candidates:
     benchmark:
         "logs/benchmarks/predict/{line}/candidates.tsv"
     wildcard_constraints:
-        line="|".join(TRACK_LINES),
+        line=one_of(TRACK_LINES),
     conda:
         "../envs/predict.yaml"
     resources:
@@ -42,7 +42,7 @@ rule predict_features:
     benchmark:
         "logs/benchmarks/predict/{line}/features.tsv"
     wildcard_constraints:
-        line="|".join(TRACK_LINES),
+        line=one_of(TRACK_LINES),
     conda:
         "../envs/predict.yaml"
     resources:
@@ -68,7 +68,7 @@ rule predict_fit:
         "logs/benchmarks/predict/final/{train_key}/{model}.tsv"
     wildcard_constraints:
         train_key="[^/]+",
-        model="|".join(PREDICT_MODELS),
+        model=one_of(PREDICT_MODELS),
     conda:
         "../envs/train-cuda.yaml" if config["train"]["cuda_env"] else "../envs/train.yaml"
     threads: 1
@@ -104,8 +104,8 @@ rule predict_score:
     benchmark:
         "logs/benchmarks/predict/{line}/{model}/score.tsv"
     wildcard_constraints:
-        line="|".join(TRACK_LINES),
-        model="|".join(PREDICT_MODELS),
+        line=one_of(TRACK_LINES),
+        model=one_of(PREDICT_MODELS),
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -138,8 +138,8 @@ rule predict_outputs:
     benchmark:
         "logs/benchmarks/predict/{line}/{model}/outputs.tsv"
     wildcard_constraints:
-        line="|".join(TRACK_LINES),
-        model="|".join(PREDICT_MODELS),
+        line=one_of(TRACK_LINES),
+        model=one_of(PREDICT_MODELS),
     conda:
         "../envs/predict.yaml"
     params:
@@ -164,8 +164,8 @@ rule predict_shift:
     benchmark:
         "logs/benchmarks/predict/{line}/{model}/shift.tsv"
     wildcard_constraints:
-        line="|".join(TRACK_LINES),
-        model="|".join(PREDICT_MODELS),
+        line=one_of(TRACK_LINES),
+        model=one_of(PREDICT_MODELS),
     conda:
         "../envs/predict.yaml"
     resources:
@@ -193,8 +193,8 @@ rule predict_liftover:
     benchmark:
         "logs/benchmarks/predict/{line}/{model}/{build}/liftover.tsv"
     wildcard_constraints:
-        line="|".join(TRACK_LINES),
-        model="|".join(PREDICT_MODELS),
+        line=one_of(TRACK_LINES),
+        model=one_of(PREDICT_MODELS),
         build="hg19|hg38",
     conda:
         "../envs/predict.yaml"

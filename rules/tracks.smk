@@ -9,7 +9,7 @@ rule tracks_bigwig:
     benchmark:
         "logs/benchmarks/tracks/{cell_line}/{mark}.tsv"
     wildcard_constraints:
-        cell_line="|".join(TRACK_LINES),
+        cell_line=one_of(TRACK_LINES),
     conda:
         "../envs/tracks.yaml"
     params:

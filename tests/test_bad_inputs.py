@@ -126,12 +126,20 @@ def test_sheet_duplicate_cell_line_and_mark(plain):
     message(text, rf"bad_tracks\.tsv line {line}: duplicate cell_line x mark \('lineA', 'CTCF'\), already on line 4")
 
 
-def test_sheet_unknown_format(plain):
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        (2, "hic", r"column format: 'hic' is not one of \['bengi', 'targetfinder'"),
+        # `+` joins training lines in results/final/ paths, so a line name may not contain it
+        (0, "lineB+X", r"column cell_line: 'lineB\+X' does not match"),
+    ],
+)
+def test_sheet_bad_value(plain, column, value, expected):
     header, rows = read_sheet(plain, "pairs.tsv")
-    rows[1][2] = "hic"
+    rows[1][column] = value
     sheet = write_sheet(plain, "bad_pairs.tsv", header, rows)
     text = failed_run(plain, "-n", "--config", f"pairs={sheet}")
-    message(text, r"bad_pairs\.tsv line 3: column format: 'hic' is not one of \['bengi', 'targetfinder'")
+    message(text, r"bad_pairs\.tsv line 3: " + expected)
 
 
 def test_source_not_found(plain):
@@ -159,6 +167,13 @@ def test_test_line_listed_in_train(plain):
 def test_threshold_reweighted_to_the_heldout_estimate_without_label_shift_apply(plain):
     text = failed_run(plain, "-n", "--config", "calibration={threshold_reweight: always}")
     message(text, r"config/config\.yaml: calibration\.threshold_reweight: always re-weights .* held-out rows' own")
+
+
+@pytest.mark.parametrize("key", ["calibration", "predict"])
+def test_recall_rule_without_a_target(plain, key):
+    (plain / "config/no_target.yaml").write_text(f"{key}: {{threshold: {{rule: recall, target: null}}}}\n")
+    text = failed_run(plain, "-n", "--configfile", "config/config.yaml", "config/no_target.yaml")
+    message(text, rf"no_target\.yaml: {key}\.threshold\.target: rule recall needs a target in \(0, 1\] \(got None")
 
 
 def test_marks_missing_for_one_cell_line(plain):

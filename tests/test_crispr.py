@@ -155,6 +155,18 @@ def test_gene_by_symbol_id_or_tss_fallback():
     assert wide.score.tolist() == [0.8, 0.9]
 
 
+def test_tss_fallback_includes_a_tss_exactly_at_the_tolerance():
+    # "within tss_tolerance": a prediction's TSS exactly TSS_TOLERANCE away on either side names the gene, one base
+    # further does not
+    tolerance = crispr.TSS_TOLERANCE
+    pairs = screen_frame([("chr1", 100, 200, "GENEB", "", 5000)])
+    for offset, expected in ((tolerance, True), (-tolerance, True), (tolerance + 1, False), (-tolerance - 1, False)):
+        predictions = prediction_frame([("chr1", 150, 160, "OTHER", 5000 + offset, 0.6)])
+        scored = crispr.match_predictions(pairs, predictions)
+        assert scored.matched.tolist() == [expected], offset
+        assert scored.score.tolist() == [0.6 if expected else 0.0], offset
+
+
 def brute_force(pairs, predictions, aggregate, fill_value, tolerance):
     alias = {}
     for gene, gene_id in zip(pairs.gene, pairs.gene_id, strict=True):
@@ -224,6 +236,11 @@ def test_baselines_nearest_tss_and_within_100kb():
     assert names == ["baseline_distance", "baseline_nearest_tss", "baseline_nearest_expressed_tss",
                      "baseline_within_100kb"]  # fmt: skip
     assert all(name.startswith("baseline_") for name in names)
+
+
+def test_within_100kb_includes_exactly_100kb():
+    pairs = screen_frame([("chr1", 0, 10, "A", "", 5)] * 3).assign(distance=[99_999.0, 100_000.0, 100_001.0])
+    assert crispr.baseline_within_100kb(pairs).tolist() == [1.0, 1.0, 0.0]  # within: <= 100 kb
 
 
 def test_orient_keeps_ties_and_inverts():
@@ -297,6 +314,36 @@ def test_summary_columns_and_paired_delta_of_a_predictor_with_itself_is_zero():
     assert (rows.aupr_lo <= rows.aupr).all() and (rows.aupr <= rows.aupr_hi).all()
     again = crispr.summary_table(table, specs, n_boot=1000, seed=0)
     pd.testing.assert_frame_equal(summary, again)  # seeded
+
+
+def test_reported_intervals_are_the_95_percent_percentiles_of_the_seeded_draws():
+    table, specs = scored_table(n=300, seed=2)
+    summary = crispr.summary_table(table, specs, n_boot=400, seed=7).set_index("predictor")
+    counts = crispr.bootstrap_counts(len(table), 400, seed=7)  # the resamples summary_table draws
+    y, boots = table.label.to_numpy(), {}
+    for spec in specs:
+        p = crispr.orient(table[f"score.{spec.name}"], spec.inverse)
+        boots[spec.name], boot_recall = crispr.bootstrap_metrics(y, p, counts)
+        row = summary.loc[spec.name]
+        np.testing.assert_allclose([row.aupr_lo, row.aupr_hi], np.nanpercentile(boots[spec.name], [2.5, 97.5]))
+        np.testing.assert_allclose(
+            [row.precision_at_recall70_lo, row.precision_at_recall70_hi], np.nanpercentile(boot_recall, [2.5, 97.5])
+        )
+    best = summary.best_baseline.iloc[0]
+    delta = np.nanpercentile(boots["model"] - boots[best], [2.5, 97.5])
+    np.testing.assert_allclose(summary.loc["model", ["delta_aupr_lo", "delta_aupr_hi"]].tolist(), delta)
+
+
+def test_distance_bins_are_half_open_at_their_edges():
+    # DISTANCE_BINS are [low, high): a pair exactly at an edge belongs to the bin that starts there
+    distance = [0, 9_999, 10_000, 10_000, 99_999, 100_000, 100_000, 100_000, 999_999, 1_000_000]
+    label = [0, 1, 1, 0, 0, 1, 0, 1, 0, 1]
+    table = pd.DataFrame({"label": label, "distance": np.asarray(distance, np.float64)})
+    table["score.baseline_distance"], table["matched.baseline_distance"] = table.distance, True
+    specs = [crispr.Predictor("baseline_distance", inverse=True)]
+    bins = crispr.by_distance_table(table, specs, n_boot=20).set_index("bin")
+    assert bins.n.to_dict() == {"0-10kb": 2, "10-100kb": 3, "100kb-1Mb": 4, ">1Mb": 1}
+    assert bins.n_pos.to_dict() == {"0-10kb": 1, "10-100kb": 1, "100kb-1Mb": 2, ">1Mb": 1}
 
 
 def test_by_distance_bins_partition_the_pairs():
@@ -402,6 +449,13 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
     assert summary.loc["abc", "matched"] > 2000  # lifted along with the screen: still overlaps it
     assert abs(summary.loc["abc", "matched"] - 2321) < 25  # 2321 of the pairs match in GRCh38 without lifting
     assert {"score.abc", "matched.abc", "score.gbm", "label", "gene", "distance"} <= set(written.columns)
+    # epiflow's models (probabilities) aggregate by max over the predictions overlapping one screen element: the
+    # written scores are match_predictions' max on the written (lifted) pairs, where some pairs have several
+    lifted = pd.read_csv(out["pairs"], sep="\t", dtype={"gene": str, "gene_id": str}, keep_default_na=False)
+    model_rows = crispr.read_predictions(tmp_path / "model.tsv.gz", "score", set(lifted.chrom))
+    expected = crispr.match_predictions(lifted, model_rows, "max", 0.0)
+    assert (expected.n_overlaps > 1).sum() > 10
+    np.testing.assert_allclose(written["score.gbm"], expected.score, rtol=1e-5)
     for png in ("pr_curves", "by_distance_png"):
         assert Path(out[png]).read_bytes()[:4] == b"\x89PNG"
 

@@ -1,13 +1,19 @@
 """The predict path's library: candidates, the final model (never trained on the predicted line), its persistence,
 calibration on its validation rows, the outputs a browser reads, and the shift warning."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 from test_train import synthetic_line
 
+from conftest import REPO
 from epiflow.candidates import one_tss_per_gene, predict_candidates, resize_peaks
 from epiflow.errors import InputError, LeakageError
+from epiflow.pairs import candidate_enhancers, merge_intervals
 from epiflow.predict import (
     calibrate_candidates,
     calibration_settings,
@@ -18,6 +24,7 @@ from epiflow.predict import (
     training_key,
 )
 from epiflow.predict_outputs import (
+    BEDPE_COLUMNS,
     bedpe_table,
     gene_table,
     prediction_table,
@@ -46,8 +53,8 @@ def brute_force_candidates(peaks, tss, genes, sizes, flank, lo, hi):
                 merged.append([chrom, s, e])
     out = set()
     for chrom, s, e in merged:
-        if any(c == chrom and s - flank <= t < e + flank for c, t in zip(tss.chrom, tss.tss, strict=True)):
-            continue  # overlaps a promoter
+        if any(c == chrom and s - flank < t < e + flank for c, t in zip(tss.chrom, tss.tss, strict=True)):
+            continue  # shares a base with a promoter [t - flank, t + flank)
         mid = (s + e) // 2
         for c, t, g in zip(genes.chrom, genes.tss, genes.gene, strict=True):
             if c == chrom and lo <= abs(mid - t) <= hi:
@@ -58,10 +65,13 @@ def brute_force_candidates(peaks, tss, genes, sizes, flank, lo, hi):
 def test_candidates_match_brute_force():
     rng = np.random.default_rng(3)
     sizes = {"chr1": 60_000, "chr2": 40_000}
+    planted = bookended = 0
     for _ in range(20):
         chroms = rng.choice(list(sizes), 40)
         starts = rng.integers(0, 39_000, 40)
         peaks = pd.DataFrame({"chrom": chroms, "start": starts, "end": starts + rng.integers(50, 900, 40)})
+        peaks.loc[39, ["chrom", "start"]] = [peaks.chrom[38], peaks.end[38]]  # bookended: touching, not merged
+        peaks.loc[39, "end"] = peaks.start[39] + 300
         n = 12
         gene_chroms = rng.choice(list(sizes), n)
         tss = pd.DataFrame(
@@ -78,6 +88,9 @@ def test_candidates_match_brute_force():
         tss.loc[0, ["chrom", "tss"]] = [peaks.chrom[0], mids[0] + lo]
         tss.loc[1, ["chrom", "tss"]] = [peaks.chrom[1], mids[1] - hi]
         tss.loc[2, ["chrom", "tss"]] = [peaks.chrom[2], min(mids[2] + hi + 1, sizes[peaks.chrom[2]] - 1)]
+        # and one exactly at +max_distance (inside the chromosome, so the TSS is not clipped off the bound)
+        k = next(i for i in range(3, 38) if mids[i] + hi < sizes[peaks.chrom[i]])
+        tss.loc[3, ["chrom", "tss"]] = [peaks.chrom[k], mids[k] + hi]
         tss["tss"] = tss.tss.clip(0).astype(int)
         genes = one_tss_per_gene(tss)
         try:
@@ -96,9 +109,75 @@ def test_candidates_match_brute_force():
             )
         )
         assert found == brute_force_candidates(peaks, tss, genes, sizes, 500, lo, hi)
+        planted += int(((got.gene == "G3") & (got.enhancer_start == peaks.start[k])).any())
+        bookended += int({peaks.start[38], peaks.start[39]} <= set(got.enhancer_start))
         if len(got):
             assert (got.label == -1).all() and got.pair_id.is_unique
             assert got.distance.between(lo, hi).all()
+    # merging and promoter exclusion can remove a planted row: the edge cases must really have been scored
+    assert planted > 0 and bookended > 0
+
+
+def test_distance_bounds_are_inclusive_from_the_floor_midpoint():
+    sizes = {"chr1": 300_000}
+    peaks = pd.DataFrame({"chrom": ["chr1"], "start": [100_000], "end": [100_401]})  # odd width: mid is floored
+    mid = (100_000 + 100_401) // 2
+    lo, hi = 5000, 50_000
+    offsets = {"+hi": hi, "-hi": -hi, "+hi+1": hi + 1, "-hi-1": -hi - 1}
+    offsets |= {"+lo": lo, "-lo": -lo, "+lo-1": lo - 1, "-lo+1": -lo + 1}
+    tss = pd.DataFrame(
+        {"chrom": "chr1", "tss": [mid + o for o in offsets.values()], "strand": "+", "gene": list(offsets)}
+    )
+    got = predict_candidates(peaks, tss, tss, sizes, "X", 1000, lo, hi)
+    assert set(got.gene) == {g for g, o in offsets.items() if lo <= abs(o) <= hi}
+    assert {"+hi", "-hi", "+lo", "-lo"} <= set(got.gene)  # the planted rows at both bounds on both sides
+    assert (got.distance == (mid - got.tss).abs()).all()
+
+
+def test_promoter_exclusion_window_is_half_open():
+    """An element is dropped when a promoter [tss - flank, tss + flank) shares a base with it, i.e. a TSS lies in
+    (start - flank, end + flank) (epiflow.pairs.candidate_enhancers): a promoter that only touches it does not."""
+    flank = 500
+    starts = np.arange(5) * 10_000 + 1000
+    peaks = pd.DataFrame({"chrom": "chr1", "start": starts, "end": starts + 200})
+    s, e = peaks.start, peaks.end
+    sites = [s[0] - flank, s[1] - flank + 1, e[2] + flank - 1, e[3] + flank]  # element 4 has no TSS near it
+    tss = pd.DataFrame({"chrom": "chr1", "tss": sites, "strand": "+", "gene": ["A", "B", "C", "D"]})
+    tss = pd.concat([tss, tss.assign(chrom="chr2", tss=s[4], gene="E")])  # another chromosome's TSS does not count
+    kept = candidate_enhancers(peaks, tss, flank)
+    assert list(kept.start) == [s[0], s[3], s[4]]
+    assert list(kept.end) == [e[0], e[3], e[4]]
+
+
+def test_overlapping_peaks_merge_but_bookended_ones_stay_apart():
+    peaks = pd.DataFrame(
+        {
+            "chrom": ["chr1", "chr1", "chr1", "chr1", "chr1", "chr1", "chr2", "chr2"],
+            "start": [100, 200, 400, 499, 700, 750, 200, 100],
+            "end": [200, 300, 500, 600, 900, 800, 300, 200],
+        }
+    )
+    merged = merge_intervals(peaks)
+    assert merged.values.tolist() == [
+        ["chr1", 100, 200],
+        ["chr1", 200, 300],  # touching [100, 200): no shared base, not merged
+        ["chr1", 400, 600],  # one shared base: merged
+        ["chr1", 700, 900],  # contained
+        ["chr2", 100, 200],
+        ["chr2", 200, 300],
+    ]
+    # the elements of the predict path are these merged intervals, each paired from its own midpoint
+    tss = pd.DataFrame({"chrom": ["chr1"], "tss": [20_000], "strand": ["+"], "gene": ["A"]})
+    got = predict_candidates(peaks, tss, tss, {"chr1": 50_000, "chr2": 50_000}, "X", 10, 5000, 50_000)
+    assert list(zip(got.enhancer_start, got.enhancer_end, strict=True)) == [
+        (100, 200),
+        (200, 300),
+        (400, 600),
+        (700, 900),
+    ]
+    assert list(got.distance) == [
+        20_000 - (s + e) // 2 for s, e in zip(got.enhancer_start, got.enhancer_end, strict=True)
+    ]
 
 
 def test_resize_peaks_around_summit_or_midpoint_clipped_to_the_chromosome():
@@ -195,6 +274,10 @@ def test_final_model_round_trip_and_never_trained_on_its_line(lines, model, tmp_
     check_not_trained_on("D", again)
     with pytest.raises(LeakageError, match="among the training lines"):
         check_not_trained_on("B", again)
+    meta = json.loads(paths[2].read_text())  # the saved metadata decides: a model whose meta lists D refuses D
+    paths[2].write_text(json.dumps(meta | {"training_lines": [*meta["training_lines"], "D"]}))
+    with pytest.raises(LeakageError, match="'D' is among the training lines"):
+        check_not_trained_on("D", load_final(*paths))
     assert training_key(["C", "A", "B"]) == "A+B+C"
 
 
@@ -260,22 +343,57 @@ def test_bedpe_and_interact_read_back_the_calls(tmp_path):
     table = prediction_table(candidates, prob, prob / 10, prob, 0.6, "X")
     calls = table[table.predicted].reset_index(drop=True)
     assert len(calls) == (prob >= 0.6).sum() > 0
+    # the element is [start, end), the gene's TSS the one base [TSS, TSS + 1); some TSSs lie past their element
+    tss_end = calls.TargetGeneTSS + 1
+    assert (calls.TargetGeneTSS >= calls.end).any() and (calls.TargetGeneTSS < calls.start).any()
     write_bedpe(calls, tmp_path / "p.bedpe.gz")
-    bedpe = pd.read_csv(tmp_path / "p.bedpe.gz", sep="\t", header=None)
-    assert len(bedpe) == len(calls)
-    assert set(zip(bedpe[0], bedpe[1], bedpe[4], strict=True)) == set(
-        zip(calls.chrom, calls.start, calls.TargetGeneTSS, strict=True)
+    bedpe = pd.read_csv(tmp_path / "p.bedpe.gz", sep="\t", header=None, names=BEDPE_COLUMNS, dtype={"name": str})
+    expected = pd.DataFrame(
+        {
+            "chrom1": calls.chrom,
+            "start1": calls.start,
+            "end1": calls.end,
+            "chrom2": calls.chrom,
+            "start2": calls.TargetGeneTSS,
+            "end2": tss_end,
+            "name": calls.name + "|" + calls.TargetGene,
+        }
     )
+    pd.testing.assert_frame_equal(bedpe[expected.columns], expected, check_dtype=False)
+    assert (bedpe.strand1 == ".").all() and (bedpe.strand2 == ".").all()
+    np.testing.assert_array_equal(bedpe.score, np.round(calls.prob * 1000).astype(int))
+    np.testing.assert_array_equal(bedpe_table(calls).score, np.round(calls.prob * 1000).astype(int))
     write_interact(calls, {"chr1": 1_000_000, "chr2": 1_000_000, "chr3": 5}, tmp_path / "i.bb")
     back = read_interact(tmp_path / "i.bb")
     assert len(back) == len(calls)
-    key = lambda f, s, t, g: sorted(zip(f, s, t, g, strict=True))  # noqa: E731
-    assert key(back.sourceChrom, back.sourceStart, back.targetStart, back.targetName) == key(
-        calls.chrom, calls.start, calls.TargetGeneTSS, calls.TargetGene
+    # bigBed rows come back sorted by position: match them to the calls by element and gene
+    order = ["sourceChrom", "sourceStart", "sourceEnd", "targetName", "targetStart"]
+    back = back.sort_values(order).reset_index(drop=True)
+    calls = calls.sort_values(["chrom", "start", "end", "TargetGene", "TargetGeneTSS"]).reset_index(drop=True)
+    tss_end = calls.TargetGeneTSS + 1
+    expected = pd.DataFrame(
+        {
+            "chrom": calls.chrom,
+            "chromStart": np.minimum(calls.start, calls.TargetGeneTSS),
+            "chromEnd": np.maximum(calls.end, tss_end),
+            "name": calls.name + "/" + calls.TargetGene,
+            "score": np.round(calls.prob * 1000).astype(int),
+            "sourceChrom": calls.chrom,
+            "sourceStart": calls.start,
+            "sourceEnd": calls.end,
+            "sourceName": calls.name,
+            "targetChrom": calls.chrom,
+            "targetStart": calls.TargetGeneTSS,
+            "targetEnd": tss_end,
+            "targetName": calls.TargetGene,
+        }
     )
-    np.testing.assert_allclose(sorted(back.value), sorted(calls.prob), rtol=1e-5)
+    pd.testing.assert_frame_equal(back[expected.columns], expected, check_dtype=False)
+    np.testing.assert_allclose(back.value, calls.prob, rtol=1e-5)
+    # the interaction spans both regions (UCSC: start of the lower, end of the upper region)
     assert (back.chromStart <= np.minimum(back.sourceStart, back.targetStart)).all()
-    np.testing.assert_array_equal(bedpe_table(calls).score, np.round(calls.prob * 1000).astype(int))
+    assert (back.chromEnd >= np.maximum(back.sourceEnd, back.targetEnd)).all()
+    assert (back.sourceStrand == ".").all() and (back.targetStrand == ".").all()
 
 
 def test_gene_table_counts():
@@ -303,6 +421,76 @@ def test_shift_warning_fires_beyond_the_validation_range_only():
     assert "further from the training lines than any validation line" in loud["warning"]
     assert loud["distance"]["w1_raw"] > max(v["w1_raw"] for v in loud["validation_lines"].values())
     assert list(table.feature) == columns
+
+
+def test_shift_warning_compares_with_the_furthest_validation_line_on_each_criterion():
+    """Validation lines differing in scale (large W1, a linear probe near chance) and in location (the probe finds
+    it): a line inside their W1 range is silent, one past it on only W1 or only the probe warns."""
+    rng = np.random.default_rng(0)
+    columns = [f"m{i}_enhancer" for i in range(6)]
+    train = {"A": rng.normal(0, 0.6, (800, 6)), "B": rng.normal(0.35, 1, (800, 6)), "C": rng.normal(0, 1.8, (800, 6))}
+    lines = {
+        "inside": rng.normal(0.1, 2.2, (800, 6)),  # wider than most, not as far as the furthest validation line
+        "wider": rng.normal(0.1, 4.0, (800, 6)),  # far on W1, still not linearly separable
+        "moved": rng.normal(0.8, 1.0, (800, 6)),  # a location shift: modest W1, an easy probe
+    }
+    records = {name: shift_summary(train | {"N": x}, "N", list("ABC"), columns)[0] for name, x in lines.items()}
+    validation = records["inside"]["validation_lines"]
+    assert set(validation) == set("ABC")
+    w1 = [v["w1_raw"] for v in validation.values()]
+    probe = [v["domain_probe_accuracy"] for v in validation.values()]
+    for record in records.values():  # the validation lines do not depend on the predicted line
+        assert [v["w1_raw"] for v in record["validation_lines"].values()] == w1
+    inside = records["inside"]["distance"]
+    assert np.mean(w1) < inside["w1_raw"] < max(w1) and inside["domain_probe_accuracy"] < max(probe)
+    assert records["inside"]["beyond_validation_range"] == [] and records["inside"]["warning"] is None
+    wider = records["wider"]["distance"]
+    assert wider["w1_raw"] > max(w1) and wider["domain_probe_accuracy"] < max(probe)
+    assert records["wider"]["beyond_validation_range"] == ["w1_raw"] and records["wider"]["warning"]
+    moved = records["moved"]["distance"]
+    assert moved["w1_raw"] < max(w1) and moved["domain_probe_accuracy"] > max(probe)
+    assert records["moved"]["beyond_validation_range"] == ["domain_probe_accuracy"]
+    assert "further from the training lines than any validation line" in records["moved"]["warning"]
+
+
+# the Snakemake script run as Snakemake runs it: a `snakemake` object in its globals
+RUNNER = """
+import json, runpy, sys, types
+spec = json.load(open(sys.argv[1]))
+ns = {k: types.SimpleNamespace(**v) if isinstance(v, dict) else v for k, v in spec.items()}
+runpy.run_path(sys.argv[2], init_globals={"snakemake": types.SimpleNamespace(**ns)})
+"""
+
+
+def test_predict_score_script_refuses_a_model_trained_on_the_line(lines, tmp_path):
+    final = fit_final(lines, ["A", "B", "C"], "distance", {}, seed=0)
+    model = {"model": tmp_path / "model.pkl", "validation": tmp_path / "validation.tsv.gz", "meta": tmp_path / "m.json"}
+    save_final(final, *model.values())
+    outputs = {"scores": tmp_path / "scores.tsv.gz", "calibration": tmp_path / "calibration.json"}
+    spec = {
+        "scriptdir": str(REPO / "scripts"),
+        "log": [str(tmp_path / "log.txt")],
+        "threads": 1,
+        "input": {k: str(v) for k, v in model.items()}
+        | {"candidates": str(tmp_path / "candidates.tsv.gz"), "features": str(tmp_path), "tads": []},
+        "output": {k: str(v) for k, v in outputs.items()},
+        "params": {"tad_lines": [], "chrom_map": None, "calibration": CFG},
+    }
+    script = REPO / "scripts" / "predict_score.py"
+
+    def run(line):
+        (tmp_path / "spec.json").write_text(json.dumps(spec | {"wildcards": {"line": line}}))
+        (tmp_path / "log.txt").write_text("")
+        proc = subprocess.run([sys.executable, "-c", RUNNER, str(tmp_path / "spec.json"), str(script)], timeout=600)
+        return proc.returncode, (tmp_path / "log.txt").read_text()
+
+    code, log = run("B")
+    assert code != 0
+    # refused before reading the candidates (none were written): a LeakageError, not a missing file
+    assert "LeakageError" in log and "'B' is among the training lines" in log, log[-3000:]
+    assert not any(path.exists() for path in outputs.values())
+    code, log = run("D")  # a line the model was not fitted on passes the check (and stops at the missing candidates)
+    assert code != 0 and "candidates.tsv.gz" in log and "LeakageError" not in log, log[-3000:]
 
 
 def test_every_model_pair_of_lines_gets_its_own_key():

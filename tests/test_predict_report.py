@@ -298,6 +298,9 @@ def test_report_renders_with_and_without_a_warning(tmp_path, warning):
     assert [f["feature"] for f in context["shifts"][0]["features"]] == [f"f{i}" for i in range(11, 3, -1)]
     (section,) = context["disagreement"]
     assert section["coverage"] == 1.0 and sum(r["n"] for r in section["rows"]) == 60
+    # the precision-vs-score_sd figure is drawn and embedded under its id
+    assert (section["figure"] or "").startswith("data:image/png;base64,")
+    assert 'id="fig-disagreement-L-gbm"' in html and f'src="{section["figure"]}"' in html
     # named GB, then the top gene, then the screen's genes: each drawn once, also as a file
     drawn = [f["gene"] for f in context["loci"][0]["figures"]]
     assert drawn[0] == "GB" and sorted(drawn) == ["GA", "GB"]

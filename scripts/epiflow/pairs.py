@@ -50,14 +50,15 @@ def merge_intervals(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def candidate_enhancers(peaks: pd.DataFrame, tss: pd.DataFrame, promoter_flank: int) -> pd.DataFrame:
-    """Distal enhancer candidates: merged peaks that do not overlap any TSS +- promoter_flank."""
+    """Distal enhancer candidates: merged peaks that share no base with any promoter [TSS - promoter_flank, TSS +
+    promoter_flank)."""
     merged = merge_intervals(peaks[["chrom", "start", "end"]])
     keep = np.ones(len(merged), bool)
     for chrom, idx in merged.groupby("chrom").indices.items():
         sites = np.sort(tss.loc[tss.chrom == chrom, "tss"].to_numpy())
         s, e = merged.start.to_numpy()[idx], merged.end.to_numpy()[idx]
-        # a peak overlaps a promoter when some TSS lies in [start - flank, end + flank)
-        hits = np.searchsorted(sites, e + promoter_flank) - np.searchsorted(sites, s - promoter_flank)
+        # a peak overlaps a promoter when some TSS lies in (start - flank, end + flank)
+        hits = np.searchsorted(sites, e + promoter_flank) - np.searchsorted(sites, s - promoter_flank, side="right")
         keep[idx] = hits == 0
     return merged[keep].reset_index(drop=True)
 

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pybigtools
 
-# the first eight named as ABC / ENCODE-rE2G name them, so their downstream tools and CRISPR benchmarks read it
+# the first eight named as ABC / ENCODE-rE2G name them, but `chrom` for their `chr` (CONTRACT.md): rename that one
+# column for their tools (CRISPR_comparison reads chr, start, end, TargetGene, CellType)
 PREDICTION_COLUMNS = [
     "chrom",
     "start",
