@@ -310,32 +310,46 @@ def final_dir(line, model):
     return f"results/final/{'+'.join(sorted(predict_training_lines(line)))}/{model}"
 
 
+def check_predicted_line(line, key="predict.lines"):
+    """A line to predict has every mark of `marks`, its enhancer mark as peaks, and >= 2 training lines besides it
+    (before any job: check_predict for predict.lines, predict_candidates' input for a line asked for by path)."""
+    mark = CANDIDATES["enhancer_mark"]
+    have = set(TRACKS.loc[TRACKS.cell_line == line, "mark"])
+    if not have:
+        config_error(key, f"cell line {line!r} has no tracks in the tracks sheet {config['tracks']}")
+    missing = [m for m in MARKS if m not in have]
+    if missing:
+        config_error(
+            key,
+            f"{line}: mark(s) {missing} missing in {config['tracks']} (the final models need every mark of "
+            f"`marks`: {MARKS})",
+        )
+    if track_format(line, mark) not in ("narrowpeak", "broadpeak"):
+        config_error(
+            "predict.candidates.enhancer_mark",
+            f"{line}: {mark} must be a narrowpeak/broadpeak track (its peaks are the candidate elements), "
+            f"got {track_format(line, mark)!r} in {config['tracks']}",
+        )
+    if len(predict_training_lines(line)) < 2:
+        config_error("predict.train", f"{line}: needs >= 2 labelled training lines other than itself")
+
+
+def predict_peaks(wc):
+    """The enhancer-mark peaks of a line to predict; a line asked for by path only (not in predict.lines) is checked
+    here, when the job plan is built, as check_predict checks predict.lines."""
+    if wc.line not in PREDICT_LINES:
+        check_predicted_line(wc.line, "tracks")
+    return TRACK_SOURCES[(wc.line, CANDIDATES["enhancer_mark"])]
+
+
 def check_predict():
     """Cross-checks of the predict config and the sheets that no schema can express (before any job)."""
     check_threshold_rule("predict.threshold", config["predict"]["threshold"])
-    mark = CANDIDATES["enhancer_mark"]
-    for line in PREDICT_LINES:
-        have = set(TRACKS.loc[TRACKS.cell_line == line, "mark"])
-        if not have:
-            config_error("predict.lines", f"cell line {line!r} has no tracks in the tracks sheet {config['tracks']}")
-        missing = [m for m in MARKS if m not in have]
-        if missing:
-            config_error(
-                "predict.lines",
-                f"{line}: mark(s) {missing} missing in {config['tracks']} (the final models need every mark of "
-                f"`marks`: {MARKS})",
-            )
-        if track_format(line, mark) not in ("narrowpeak", "broadpeak"):
-            config_error(
-                "predict.candidates.enhancer_mark",
-                f"{line}: {mark} must be a narrowpeak/broadpeak track (its peaks are the candidate elements), "
-                f"got {track_format(line, mark)!r} in {config['tracks']}",
-            )
-        if len(predict_training_lines(line)) < 2:
-            config_error("predict.train", f"{line}: needs >= 2 labelled training lines other than itself")
     unknown = [c for c in PREDICT_TRAIN if c not in CELL_LINES]
     if unknown:
         config_error("predict.train", f"line(s) {unknown} have no row in the pairs sheet {config['pairs']}")
+    for line in PREDICT_LINES:
+        check_predicted_line(line)
     for model in PREDICT_MODELS:
         if model not in available_models():
             config_error("predict.models", f"unknown model {model!r} (expected among {sorted(available_models())})")

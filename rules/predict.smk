@@ -4,7 +4,7 @@
 
 rule predict_candidates:
     input:
-        peaks=lambda wc: TRACK_SOURCES[(wc.line, CANDIDATES["enhancer_mark"])],
+        peaks=predict_peaks,
         tss="results/reference/tss.tsv.gz",
         annotation=GENE_ANNOTATION or [],
         genes=GENE_LIST or [],

@@ -18,7 +18,6 @@ tss = pd.read_csv(sm.input.tss, sep="\t", dtype={"chrom": str, "gene": str})
 genes_source = sm.input.annotation or sm.input.tss
 if sm.input.annotation:
     annotated = read_tss(sm.input.annotation, known_chroms=known, chrom_map=chrom_map, gene_column=opts["gene_column"])
-    annotated = annotated[annotated.chrom.isin(known)]
     tss = pd.concat([tss, annotated], ignore_index=True)  # every known TSS marks a promoter
 else:
     annotated = tss

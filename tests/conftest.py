@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,13 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def heldout_lines(workdir: Path, cfg: dict) -> list[str]:
+    """The held-out lines of a config: protocol.test, or (null) every line of its pairs sheet (rules/common.smk)."""
+    if cfg["protocol"].get("test"):
+        return list(cfg["protocol"]["test"])
+    return list(pd.read_csv(workdir / cfg["pairs"], sep="\t", comment="#").cell_line)
 
 
 def rule_directives(rule_file: Path) -> list[tuple[str, dict[str, str | None]]]:

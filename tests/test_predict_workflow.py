@@ -3,6 +3,7 @@ the simulation), the outputs a browser reads, reuse of the final model for one m
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -97,6 +98,71 @@ def test_final_model_metadata_and_no_self_training(demo_run):
         assert provenance["candidates"]["element_width"] is None  # the demo's elements as called
 
 
+def planned_jobs(plan: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, {field: value}) of every job a dry run (`-n`) prints: its `input:`, `output:`, `wildcards:` lines."""
+    jobs = []
+    for line in plan.splitlines():
+        rule = re.match(r"^(?:local)?rule (\w+):$", line)
+        field = re.match(r"^    (\w+): (.*)$", line)
+        if rule:
+            jobs.append((rule.group(1), {}))
+        elif field and jobs:
+            jobs[-1][1][field.group(1)] = field.group(2)
+    return jobs
+
+
+def job_wildcards(fields: dict[str, str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in fields.get("wildcards", "").split(", ") if "=" in item)
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["lineA"], {"lineA": "lineB+lineC+lineD"}),
+        (["lineA", "lineE"], {"lineA": "lineB+lineC+lineD", "lineE": "lineA+lineB+lineC+lineD"}),
+    ],
+)
+def test_labelled_predicted_line_is_left_out_of_its_final_model(tmp_path, lines, expected):
+    """On the job plan of a fresh copy: a predicted labelled line's scores, outputs and shift read only a final
+    model fitted without it (and without its pairs), while an unlabelled line's final model uses every labelled
+    line; one final model per distinct training set is planned."""
+    workdir = copy_workflow(tmp_path / "wf")
+    overlay = {"predict": {"lines": lines}}
+    if "lineE" not in lines:
+        overlay["crispr"] = None  # the demo's screen is of lineE, which then has no predictions
+    (workdir / "lines.yaml").write_text(yaml.safe_dump(overlay))
+    proc = run_snakemake(workdir, "-n", "--configfile", "lines.yaml", timeout=600)
+    jobs = planned_jobs(proc.stdout)
+    models = predict_config(workdir)["models"]
+    fits = [(job_wildcards(f), f) for rule, f in jobs if rule == "predict_fit"]
+    assert sorted((w["train_key"], w["model"]) for w, _ in fits) == sorted(
+        {(key, model) for key in expected.values() for model in models}
+    ), "one final model per distinct training set and deployed model"
+    for wildcards, fields in fits:
+        used = set(re.findall(r"results/pairs/([^/]+)\.tsv\.gz", fields["input"]))
+        assert used == set(wildcards["train_key"].split("+")), fields["input"]
+    for line, key in expected.items():
+        assert line not in key.split("+")
+        seen = set()
+        for rule, fields in jobs:
+            if rule not in ("predict_score", "predict_outputs", "predict_shift"):
+                continue
+            if job_wildcards(fields).get("line") != line:
+                continue
+            seen.add(rule)
+            finals = set(re.findall(r"results/final/([^/,\s]+)/", fields["input"]))
+            assert finals <= {key}, (rule, line, fields["input"])
+            if rule == "predict_score":
+                model = job_wildcards(fields)["model"]
+                assert f"results/final/{key}/{model}/model.pkl" in fields["input"]
+            if rule == "predict_shift":
+                pairs = set(re.findall(r"results/pairs/([^/]+)\.tsv\.gz", fields["input"]))
+                assert pairs == set(key.split("+")), fields["input"]
+        assert seen == {"predict_score", "predict_outputs", "predict_shift"}, (line, seen)
+    finals = set(re.findall(r"results/final/([^/,\s]+)/", proc.stdout))
+    assert finals == set(expected.values()), finals
+
+
 @pytest.fixture
 def run_copy(demo_run, tmp_path) -> Path:
     """A private copy of the finished demo run (mtimes kept, so nothing reruns unless an input changes)."""
@@ -183,12 +249,24 @@ def test_bad_predict_config_stops_before_any_job(tmp_path, overlay, expected):
     assert pd.Series(text.splitlines()).str.contains(expected).any(), text[-3000:]
 
 
-def test_predicted_line_missing_a_mark(tmp_path):
+@pytest.mark.parametrize("asked", ["predict.lines", "by path"])
+def test_predicted_line_missing_a_mark(tmp_path, asked):
+    """Stops before any job, whether the line is in predict.lines or only asked for by its output path."""
     workdir = copy_workflow(tmp_path / "wf")
     sheet = workdir / "config/demo/tracks.tsv"
     sheet.write_text("\n".join(r for r in sheet.read_text().splitlines() if not r.startswith("lineE\tCTCF")) + "\n")
-    text = failed(workdir, "-n")
-    assert "predict.lines: lineE: mark(s) ['CTCF'] missing" in text
+    args, key = ["-n"], "predict.lines"
+    if asked == "by path":  # lineE out of predict.lines (and its screen), its predictions asked for by path
+        (workdir / "config/no_lines.yaml").write_text("predict: {lines: []}\ncrispr: null\n")
+        args = ["-n", "--configfile", "config/config.yaml", "config/no_lines.yaml", "--"]
+        args, key = [*args, f"results/predict/lineE/{DEPLOYED}/predictions.tsv.gz"], "tracks"
+    text = failed(workdir, *args)
+    marks = yaml.safe_load((workdir / "config/config.yaml").read_text())["marks"]
+    assert (
+        f"{key}: lineE: mark(s) ['CTCF'] missing in config/demo/tracks.tsv (the final models need every "
+        f"mark of `marks`: {marks})"
+    ) in text, text[-3000:]
+    assert "Job stats" not in text, "stopped before any job is planned"
 
 
 def test_empty_peaks_of_a_predicted_line(run_copy):
@@ -207,6 +285,26 @@ def test_track_chromosome_names_differ_from_the_annotation(run_copy):
     peaks.write_bytes(gzip.compress("".join(f"X{line}\n" for line in text.splitlines()).encode()))
     out = failed(run_copy, "results/predict/lineE/candidates.tsv.gz")
     assert "H3K27ac.narrowPeak.gz line 1" in out and "chromosome" in out
+    assert not (run_copy / "results/predict/lineE/candidates.tsv.gz").exists()
+
+
+def test_annotation_chromosome_names_differ_from_the_reference(run_copy):
+    """predict.candidates.annotation named '1', '2' against the demo's chr1.. reference with chrom_map null: the
+    dry run passes (nothing reads the annotation before the job); predict_candidates stops naming the file, its line
+    and chrom_map, and leaves no candidates."""
+    annotation = run_copy / "config/genes_nochr.bed"
+    annotation.write_text("1\t100000\t100001\tgeneA\t0\t+\n2\t200000\t200001\tgeneB\t0\t-\n")
+    overlay = write_yaml(
+        run_copy,
+        "nochr.yaml",
+        {"predict": {"candidates": {"annotation": "config/genes_nochr.bed"}}, "reference": {"chrom_map": None}},
+    )
+    out = failed(run_copy, "--configfile", overlay, "--", "results/predict/lineE/candidates.tsv.gz")
+    assert (
+        "config/genes_nochr.bed line 1: chromosome '1' looks like a different naming convention than the reference "
+        "('chr1')"
+    ) in out, out[-3000:]
+    assert "chrom_map: auto" in out
     assert not (run_copy / "results/predict/lineE/candidates.tsv.gz").exists()
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from conftest import run_snakemake
+from conftest import heldout_lines, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def test_one_heldout_line_one_model_by_target_path(demo_run):
 def test_forcerun_train_until_train(demo_run):
     jobs = planned_jobs(demo_run, "--forcerun", "train_heldout", "--until", "train_heldout")
     cfg = yaml.safe_load((demo_run / "config/config.yaml").read_text())
-    assert jobs == {"train_heldout": len(cfg["protocol"]["test"]) * len(cfg["models"])}
+    assert jobs == {"train_heldout": len(heldout_lines(demo_run, cfg)) * len(cfg["models"])}
 
 
 def test_changed_hyper_parameter_reruns_only_that_model(demo_run, tmp_path):
@@ -41,7 +41,7 @@ def test_changed_hyper_parameter_reruns_only_that_model(demo_run, tmp_path):
     override = tmp_path / "gbm.yaml"
     override.write_text(yaml.safe_dump({"model_params": params}))
     jobs = planned_jobs(demo_run, "--configfile", str(demo_run / "config/config.yaml"), str(override))
-    n_lines = len(cfg["protocol"]["test"])
+    n_lines = len(heldout_lines(demo_run, cfg))
     assert jobs["train_heldout"] == n_lines and jobs["calibrate_heldout"] == n_lines
     proc = run_snakemake(demo_run, "-n", "--configfile", str(demo_run / "config/config.yaml"), str(override))
     trained = set(re.findall(r"results/scores/\w+/(\w+)\.tsv\.gz", proc.stdout))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_workflow, run_snakemake
+from conftest import copy_workflow, heldout_lines, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def test_contract_outputs_exist(demo_run):
     assert report.stat().st_size > 10_000
     summary = pd.read_csv(demo_run / "results/metrics/summary.tsv", sep="\t")
     assert set(CONTRACT_SUMMARY) <= set(summary.columns)
-    for heldout in cfg["protocol"]["test"]:
+    for heldout in heldout_lines(demo_run, cfg):
         for model in cfg["models"]:
             pred = pd.read_csv(demo_run / f"results/predictions/{heldout}/{model}.tsv.gz", sep="\t")
             assert set(CONTRACT_PREDICTIONS) <= set(pred.columns)
@@ -60,7 +60,7 @@ def test_no_test_line_pair_in_fitting_tables(demo_run):
     """Rows the models were fitted, validated or calibrated on never include the held-out line or test chromosomes."""
     cfg = demo_config(demo_run)
     folds = cfg["protocol"]["chrom_folds"]
-    for heldout in cfg["protocol"]["test"]:
+    for heldout in heldout_lines(demo_run, cfg):
         test_pairs = set(pd.read_csv(demo_run / f"results/pairs/{heldout}.tsv.gz", sep="\t").pair_id)
         for model in cfg["models"]:
             pred = pd.read_csv(demo_run / f"results/predictions/{heldout}/{model}.tsv.gz", sep="\t")
