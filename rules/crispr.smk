@@ -29,5 +29,6 @@ rule crispr_benchmark:
         external=lambda wc: [{k: v for k, v in p.items() if k != "source"} for p in crispr_external(wc.name)],
         chains=lambda wc: crispr_chains(wc.name),
         options=CRISPR_OPTIONS,
+        chrom_map=config["reference"]["chrom_map"],
     script:
         "../scripts/crispr_benchmark.py"

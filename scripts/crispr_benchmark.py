@@ -10,6 +10,7 @@ import pandas as pd
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import crispr, runlog  # noqa: E402
+from epiflow.errors import InputError  # noqa: E402
 from epiflow.liftover import load_chain  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
@@ -18,12 +19,18 @@ log = logging.getLogger("crispr_benchmark")
 screen, options, reference_build = sm.params.screen, sm.params.options, sm.params.reference_build
 chains = {build: load_chain(path) for build, path in sm.params.chains.items()}  # source build -> chain to reference
 
+chrom_map = sm.params.chrom_map
 pairs, stats = crispr.read_crispr(
-    sm.input.screen, screen["cell_line"], options.get("power_column"), options.get("min_power")
+    sm.input.screen, screen["cell_line"], options.get("power_column"), options.get("min_power"), chrom_map
 )
 stats["lift"] = {}
 if screen["build"] != reference_build:
     pairs, stats["lift"]["screen"] = crispr.lift_pairs(pairs, chains[screen["build"]])
+    if pairs.empty:
+        raise InputError(
+            f"{sm.input.screen}: no pair lifted from {screen['build']} to {reference_build} with "
+            f"{sm.params.chains[screen['build']]} ({stats['lift']['screen']}; expected the chain of these builds)"
+        )
 chroms = set(pairs["chrom"])
 tss = pd.read_csv(sm.input.tss, sep="\t", usecols=["chrom", "tss", "gene"], dtype={"chrom": str, "gene": str})
 
@@ -31,10 +38,10 @@ predicted = []
 for model, path in zip(sm.params.models, sm.input.predictions, strict=True):
     # epiflow's scores are probabilities in [0, 1]: an element without a candidate pair ranks lowest
     spec = crispr.Predictor(model, source=path, score_column="score", aggregate="max", fill_value=0.0)
-    predicted.append((spec, crispr.read_predictions(path, spec.score_column, chroms)))
+    predicted.append((spec, crispr.read_predictions(path, spec.score_column, chroms, chrom_map)))
 for external, path in zip(sm.params.external, sm.input.external, strict=True):
     spec = crispr.Predictor.from_dict({**external, "source": path})
-    frame = crispr.read_predictions(path, spec.score_column, chroms)
+    frame = crispr.read_predictions(path, spec.score_column, chroms, chrom_map)
     if external["build"] != reference_build:
         frame, stats["lift"][spec.name] = crispr.lift_pairs(frame, chains[external["build"]])
     predicted.append((spec, frame))

@@ -117,6 +117,55 @@ def test_read_predictions_abc_columns_and_errors(tmp_path):
         crispr.read_predictions(bad, "score")
 
 
+def test_reader_maps_bare_chromosome_names_only_with_chrom_map(tmp_path):
+    rows = [changed(r, "chrom", r[0].removeprefix("chr")) for r in ROWS]
+    path = write_screen(tmp_path / "bare.tsv", [changed(r, "chrTSS", r[0]) for r in rows])
+    with pytest.raises(InputError, match=r"bare\.tsv line 2: chromosome '1' .*reference\.chrom_map: auto"):
+        crispr.read_crispr(path, "K562")
+    pairs, _ = crispr.read_crispr(path, "K562", chrom_map="auto")
+    assert set(pairs.chrom) == {"chr1"} and len(pairs) == 5  # the chr2 pair has no TSS and is dropped
+
+
+def test_reader_with_no_pair_left_after_the_filters(tmp_path):
+    negatives = [changed(r, "PowerAtEffectSize25", "0.1") for r in ROWS if r[12] == "FALSE"]
+    with pytest.raises(
+        InputError,
+        match=r"low\.tsv: no pair left after the filters \(.*'missing_tss_dropped': 1, .*'power_filtered': 2",
+    ):
+        crispr.read_crispr(write_screen(tmp_path / "low.tsv", negatives), "K562", "PowerAtEffectSize25", 0.8)
+
+
+def test_read_predictions_refuses_what_would_silently_score_nothing(tmp_path):
+    header = "chr\tstart\tend\tTargetGene\tscore\n"
+    only = tmp_path / "header.tsv"
+    only.write_text(header)
+    with pytest.raises(InputError, match=r"header\.tsv: only a header line"):
+        crispr.read_predictions(only, "score")
+    bare = tmp_path / "bare.tsv"
+    bare.write_text(header + "11\t1\t2\tG\t0.1\n")
+    with pytest.raises(InputError, match=r"bare\.tsv line 2: chromosome '11' .*reference\.chrom_map"):
+        crispr.read_predictions(bare, "score", chroms={"chr11"})
+    assert crispr.read_predictions(bare, "score", chroms={"chr11"}, chrom_map="auto").chrom.tolist() == ["chr11"]
+    elsewhere = tmp_path / "elsewhere.tsv"
+    elsewhere.write_text(header + "chr3\t1\t2\tG\t0.1\n")
+    with pytest.raises(InputError, match=r"elsewhere\.tsv: no prediction on the screen's chromosomes \['chr1'\]"):
+        crispr.read_predictions(elsewhere, "score", chroms={"chr1"})
+    # a blank line keeps the file's line numbers: the bad score is on line 4
+    blank = tmp_path / "blank.tsv"
+    blank.write_text(header + "chr1\t1\t2\tG\t0.1\n\nchr1\t1\t2\tG\tx\n")
+    with pytest.raises(InputError, match=r"blank\.tsv line 4: score 'x'"):
+        crispr.read_predictions(blank, "score")
+
+
+def test_a_file_without_any_chain_is_refused(tmp_path):
+    from epiflow.liftover import load_chain
+
+    page = tmp_path / "hg38ToHg19.over.chain"
+    page.write_text("<html><body>404 Not Found</body></html>\n")
+    with pytest.raises(InputError, match=r"over\.chain: no chain in it \(expected a UCSC"):
+        load_chain(page)
+
+
 # ---- matching ----------------------------------------------------------------------------------------------------
 def screen_frame(rows):
     """rows: (chrom, start, end, gene, gene_id, gene_tss)"""
@@ -430,6 +479,7 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
             "models": ["gbm"],
             "external": [abc | {"fill_value": 0.0, "inverse": False}],
             "options": {"power_column": "PowerAtEffectSize25", "min_power": 0.8, "bootstrap": 200, "seed": 1},
+            "chrom_map": None,
         },
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))

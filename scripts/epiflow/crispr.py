@@ -123,14 +123,20 @@ def strip_version(genes: pd.Series) -> pd.Series:
 
 
 def read_crispr(
-    path: str | os.PathLike, cell_line: str | None = None, power_column: str | None = None, min_power=None
+    path: str | os.PathLike,
+    cell_line: str | None = None,
+    power_column: str | None = None,
+    min_power=None,
+    chrom_map=None,
 ) -> tuple[pd.DataFrame, dict]:
     """Read an EPCrisprBenchmark TSV (header row; columns SCREEN_COLUMNS at least).
 
     Keeps ValidConnection == TRUE rows; with `power_column` and `min_power` drops negatives (Regulated FALSE) whose
     power is below `min_power`, and negatives whose power is missing (NA: a negative of unknown power is not
     trusted). Rows whose CellType differs from `cell_line`, booleans other than TRUE/FALSE (any case), bad
-    numbers, a TSS on another chromosome and duplicated element-gene pairs are InputErrors naming the line.
+    numbers, a TSS on another chromosome and duplicated element-gene pairs are InputErrors naming the line, and so
+    is a bare chromosome name (`1`) unless `chrom_map` (reference.chrom_map) maps it; no pair left after the
+    filters is an InputError with the counts.
     Returns (DataFrame[chrom, start, end, gene, gene_id, gene_tss, label, distance, name, dataset, line(, power)],
     stats: rows, invalid_connection, power_missing, power_filtered, missing_tss, missing_tss_dropped, pairs,
     positives)."""
@@ -152,7 +158,8 @@ def read_crispr(
     table, label = table[valid], label[valid]
     if table.empty:
         raise InputError(f"{path}: no row with ValidConnection TRUE (expected at least one)")
-    frame = pd.DataFrame({"chrom": harmonize_chroms(table["chrom"].str.strip(), None, None, path)}, index=table.index)
+    chroms = harmonize_chroms(table["chrom"].str.strip(), None, chrom_map, path)
+    frame = pd.DataFrame({"chrom": chroms}, index=table.index)
     frame["start"] = as_int(table["chromStart"], path, "chromStart")
     frame["end"] = as_int(table["chromEnd"], path, "chromEnd")
     check_start_end(frame["start"], frame["end"], path, "chrom")
@@ -175,6 +182,8 @@ def read_crispr(
     stats["missing_tss_dropped"] = int(frame["distance"].isna().sum())
     frame = frame[frame["distance"].notna()]
     frame = _power_filter(frame, table, path, power_column, min_power, stats)
+    if frame.empty:
+        raise InputError(f"{path}: no pair left after the filters ({stats}; expected at least one)")
     line = first_bad(frame.duplicated(["chrom", "start", "end", "gene"]))
     if line is not None:
         fail(path, line, f"element-gene pair {frame.loc[line, 'gene']} at this element listed twice (expected once)")
@@ -213,10 +222,12 @@ def _power_filter(frame, table, path, power_column, min_power, stats) -> pd.Data
     return frame[~(no_power | low)]
 
 
-def read_predictions(path: str | os.PathLike, score_column: str, chroms=None) -> pd.DataFrame:
+def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, chrom_map=None) -> pd.DataFrame:
     """Read predictions with ABC / ENCODE-rE2G columns (chrom or chr, start, end, TargetGene, optional
-    TargetGeneTSS, the score column), plain or gzip, header row. Rows on chromosomes outside `chroms` are
-    skipped. Returns DataFrame[chrom, start, end, gene, gene_tss, score] (gene_tss MISSING_TSS when absent)."""
+    TargetGeneTSS, the score column), plain or gzip, header row; blank lines are skipped (line numbers stay the
+    file's). Chromosome names are harmonized first (a bare `1` is an InputError unless `chrom_map` maps it); rows
+    on chromosomes outside `chroms` are skipped, and none left is an InputError. Returns DataFrame[chrom, start,
+    end, gene, gene_tss, score] (gene_tss MISSING_TSS when absent)."""
     try:
         header = pd.read_csv(path, sep="\t", nrows=0).columns
     except (OSError, ValueError, EOFError) as err:
@@ -227,10 +238,19 @@ def read_predictions(path: str | os.PathLike, score_column: str, chroms=None) ->
     if missing:
         raise InputError(f"{path} line 1: missing column(s) {missing} (expected ABC / ENCODE-rE2G columns)")
     usecols = needed + (["TargetGeneTSS"] if "TargetGeneTSS" in header else [])
-    table = pd.read_csv(path, sep="\t", usecols=usecols, dtype=str, keep_default_na=False)
+    table = pd.read_csv(path, sep="\t", usecols=usecols, dtype=str, keep_default_na=False, skip_blank_lines=False)
     table.index = np.arange(len(table)) + 2  # 1-based file lines after the header
+    table = table[(table != "").any(axis=1)]  # blank lines
+    if table.empty:
+        raise InputError(f"{path}: only a header line (expected prediction rows after it)")
+    table[chrom] = harmonize_chroms(table[chrom].str.strip(), None, chrom_map, path)
     if chroms is not None:
         table = table[table[chrom].isin(set(chroms))]
+        if table.empty:
+            raise InputError(
+                f"{path}: no prediction on the screen's chromosomes {sorted(chroms)[:5]} (expected some; check the "
+                "chromosome names)"
+            )
     frame = pd.DataFrame({"chrom": table[chrom]}, index=table.index)
     frame["start"] = as_int(table["start"], path, "start")
     frame["end"] = as_int(table["end"], path, "end")

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 HEADER_PREFIXES = ("track", "browser", "#")
 # Chromosome names that are clearly "no chr prefix" spellings of the usual human/mouse chromosomes.
 _BARE_CHROM = re.compile(r"^(\d+|X|Y|M|MT)$")
-CHROM_MAP_HINT = "set `chrom_map: auto` in the config (chrom_map='auto') or give a dict of names"
+CHROM_MAP_HINT = "set `reference.chrom_map: auto` in the config (chrom_map='auto') or give a dict of names"
 
 
 def read_text(path: str | os.PathLike) -> str:

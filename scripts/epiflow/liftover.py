@@ -41,9 +41,12 @@ def load_chain(path: str | os.PathLike) -> LiftOver:
     if not os.path.isfile(path):
         raise InputError(f"{path}: chain file not found (expected a UCSC .over.chain[.gz] file)")
     try:
-        return LiftOver(path)
+        chain = LiftOver(path)
     except Exception as err:  # pyliftover raises bare Exception on a malformed chain; gzip/OS errors too
         raise InputError(f"{path}: cannot read as a UCSC chain file ({err})") from err
+    if not chain.chain_file.chains:  # pyliftover reads a file without any `chain` header as empty
+        raise InputError(f"{path}: no chain in it (expected a UCSC .over.chain[.gz] file of `chain ...` blocks)")
+    return chain
 
 
 def _lift_positions(chain: LiftOver, chroms: np.ndarray, positions: np.ndarray):
