@@ -466,8 +466,13 @@ def check_crispr_predictors():
             continue  # fetched by download_source; crispr_benchmark checks the column
         if not os.path.exists(path):
             config_error(where, f"source {path} not found (expected an ABC / ENCODE-rE2G prediction file)")
-        with (gzip.open if path.endswith(".gz") else open)(path, "rt") as handle:
-            header = handle.readline().rstrip("\n").split("\t")
+        try:  # gzip or plain by content, whatever the name says
+            with open(path, "rb") as raw:
+                gzipped = raw.read(2) == b"\x1f\x8b"
+            with (gzip.open if gzipped else open)(path, "rt") as handle:
+                header = handle.readline().rstrip("\r\n").split("\t")
+        except (OSError, EOFError, UnicodeDecodeError) as error:
+            config_error(where, f"{path} line 1: cannot read the header ({error}; expected tab-separated text)")
         if spec["score_column"] not in header:
             config_error(
                 where, f"{path} line 1: no column {spec['score_column']!r} (score_column; the header has {header})"

@@ -3,6 +3,7 @@ the simulation), the outputs a browser reads, reuse of the final model for one m
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 from pathlib import Path
@@ -277,10 +278,8 @@ def test_empty_peaks_of_a_predicted_line(run_copy):
     assert not (run_copy / "results/predict/lineE/candidates.tsv.gz").exists()
 
 
-def test_track_chromosome_names_differ_from_the_annotation(run_copy):
+def test_track_chromosome_names_unknown_to_the_reference(run_copy):
     peaks = run_copy / "resources/demo/lineE/H3K27ac.narrowPeak.gz"
-    import gzip
-
     text = gzip.decompress(peaks.read_bytes()).decode()
     peaks.write_bytes(gzip.compress("".join(f"X{line}\n" for line in text.splitlines()).encode()))
     out = failed(run_copy, "results/predict/lineE/candidates.tsv.gz")
@@ -361,13 +360,18 @@ def test_screen_build_without_a_chain(tmp_path):
     assert "liftover.hg38ToHg19: not set (needed to lift hg38 to hg19)" in text
 
 
-def test_external_predictor_without_its_score_column(tmp_path):
+@pytest.mark.parametrize("content", ["plain", "gzip under a plain name", "binary"])
+def test_external_predictor_without_its_score_column(tmp_path, content):
+    """Stops before any job; the header is read as gzip or plain by content, and unreadable bytes are named."""
     workdir = copy_workflow(tmp_path / "wf")
-    (workdir / "abc.tsv").write_text("chr\tstart\tend\tTargetGene\tABC.Score\nchr1\t10\t20\tG\t0.5\n")
+    text = b"chr\tstart\tend\tTargetGene\tABC.Score\nchr1\t10\t20\tG\t0.5\n"
+    data = {"plain": text, "gzip under a plain name": gzip.compress(text), "binary": b"\xff\xfe\x00\x81" * 8}
+    (workdir / "abc.tsv").write_bytes(data[content])
     spec = {"name": "ABC", "cell_line": "lineE", "source": "abc.tsv", "build": "sim", "score_column": "powerlaw.Score"}
     overlay = write_yaml(workdir, "abc.yaml", {"crispr_predictors": [spec]})
-    text = failed(workdir, "-n", "--configfile", overlay)
-    assert "crispr_predictors[0] (ABC): abc.tsv line 1: no column 'powerlaw.Score'" in text
+    out = failed(workdir, "-n", "--configfile", overlay)
+    expected = "cannot read the header" if content == "binary" else "no column 'powerlaw.Score'"
+    assert f"crispr_predictors[0] (ABC): abc.tsv line 1: {expected}" in out, out[-2000:]
 
 
 def test_also_build_needs_its_chain(tmp_path):
