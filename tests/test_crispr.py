@@ -150,6 +150,14 @@ def test_read_predictions_refuses_what_would_silently_score_nothing(tmp_path):
     elsewhere.write_text(header + "chr3\t1\t2\tG\t0.1\n")
     with pytest.raises(InputError, match=r"elsewhere\.tsv: no prediction on the screen's chromosomes \['chr1'\]"):
         crispr.read_predictions(elsewhere, "score", chroms={"chr1"})
+    twice = tmp_path / "twice.tsv"
+    twice.write_text(header + "chr1\t1\t2\tG\t0.1\nchr1\t5\t9\tG\t0.1\nchr1\t1\t2\tG\t0.3\n")
+    with pytest.raises(InputError, match=r"twice\.tsv line 4: element-gene prediction G at this element listed twice"):
+        crispr.read_predictions(twice, "score")
+    tss = tmp_path / "tss.tsv"
+    tss.write_text("chr\tstart\tend\tTargetGene\tTargetGeneTSS\tscore\nchr1\t1\t2\tG\t1.5\t0.1\n")
+    with pytest.raises(InputError, match=r"tss\.tsv line 2: TargetGeneTSS '1\.5' is not an integer"):
+        crispr.read_predictions(tss, "score")
     # a blank line keeps the file's line numbers: the bad score is on line 4
     blank = tmp_path / "blank.tsv"
     blank.write_text(header + "chr1\t1\t2\tG\t0.1\n\nchr1\t1\t2\tG\tx\n")

@@ -226,7 +226,8 @@ def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, ch
     """Read predictions with ABC / ENCODE-rE2G columns (chrom or chr, start, end, TargetGene, optional
     TargetGeneTSS, the score column), plain or gzip, header row; blank lines are skipped (line numbers stay the
     file's). Chromosome names are harmonized first (a bare `1` is an InputError unless `chrom_map` maps it); rows
-    on chromosomes outside `chroms` are skipped, and none left is an InputError. Returns DataFrame[chrom, start,
+    on chromosomes outside `chroms` are skipped, and none left is an InputError, as is an element-gene pair listed
+    twice or a fractional TargetGeneTSS. Returns DataFrame[chrom, start,
     end, gene, gene_tss, score] (gene_tss MISSING_TSS when absent)."""
     try:
         header = pd.read_csv(path, sep="\t", nrows=0).columns
@@ -258,11 +259,18 @@ def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, ch
     frame["gene"] = strip_version(table["TargetGene"])
     tss = table.get("TargetGeneTSS", pd.Series(str(MISSING_TSS), index=table.index)).replace(["NA", ""], "-1")
     frame["gene_tss"] = pd.to_numeric(tss, errors="coerce")
-    line = first_bad(frame["gene_tss"].isna())
+    line = first_bad(frame["gene_tss"].isna() | (frame["gene_tss"] % 1 != 0))
     if line is not None:
         fail(path, line, f"TargetGeneTSS {tss[line]!r} is not an integer")
     frame["gene_tss"] = frame["gene_tss"].astype(np.int64)
     frame["score"] = _as_number(table[score_column], path, score_column)
+    line = first_bad(frame.duplicated(["chrom", "start", "end", "gene"]))
+    if line is not None:  # `aggregate: sum` would count it twice
+        fail(
+            path,
+            line,
+            f"element-gene prediction {frame.loc[line, 'gene']} at this element listed twice (expected once)",
+        )
     return frame.reset_index(drop=True)
 
 
