@@ -454,6 +454,8 @@ runpy.run_path(sys.argv[2], init_globals={"snakemake": types.SimpleNamespace(**n
 
 
 def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_path):
+    from epiflow.liftover import lift_predictions, load_chain
+
     folder = shared_data / "crispr"
     screen = folder / "EPCrisprBenchmark_K562_odd_chroms.GRCh38.tsv.gz"
     abc_path = folder / "ABC_K562_Fulco2019Genes_odd_chroms.GRCh38.tsv.gz"
@@ -461,7 +463,9 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
     tss = pairs.loc[pairs.gene_tss >= 0, ["chrom", "gene_tss", "gene"]].rename(columns={"gene_tss": "tss"})
     tss.assign(strand="+").to_csv(tmp_path / "tss.tsv.gz", sep="\t", index=False)
     model = pd.read_csv(abc_path, sep="\t").rename(columns={"chr": "chrom"})  # an epiflow-style file: ranks in [0, 1]
-    model = model.assign(score=model["powerlaw.Score"].rank(pct=True))
+    model = model.assign(score=model["powerlaw.Score"].rank(pct=True), name="", distance=0)
+    # epiflow's predictions are in the reference build (hg19 here), as rule crispr_benchmark gets them
+    model, _ = lift_predictions(model, load_chain(shared_data / "liftover" / "hg38ToHg19.over.chain.gz"))
     model[["chrom", "start", "end", "TargetGene", "TargetGeneTSS", "score"]].to_csv(
         tmp_path / "model.tsv.gz", sep="\t", index=False
     )
@@ -506,6 +510,8 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
     assert len(written) == summary.loc["abc", "n"] <= element["lifted"]
     assert summary.loc["abc", "matched"] > 2000  # lifted along with the screen: still overlaps it
     assert abs(summary.loc["abc", "matched"] - 2321) < 25  # 2321 of the pairs match in GRCh38 without lifting
+    # the model file is the same ABC predictions, already in the reference build: it matches the same pairs
+    assert summary.loc["gbm", "matched"] == summary.loc["abc", "matched"]
     assert {"score.abc", "matched.abc", "score.gbm", "label", "gene", "distance"} <= set(written.columns)
     # epiflow's models (probabilities) aggregate by max over the predictions overlapping one screen element: the
     # written scores are match_predictions' max on the written (lifted) pairs, where some pairs have several
