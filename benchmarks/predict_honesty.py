@@ -35,7 +35,7 @@ import rundata  # noqa: E402
 from epiflow.metrics import aupr  # noqa: E402
 from epiflow.predict import deployed_params  # noqa: E402
 from epiflow.predict_outputs import read_predictions  # noqa: E402
-from epiflow.predict_report import best_matches, overlap_matches  # noqa: E402
+from epiflow.predict_report import best_matches, matched_values, overlap_matches  # noqa: E402
 from epiflow.train import run_heldout  # noqa: E402
 
 UNIT = ["chrom", "enhancer_start", "enhancer_end", "gene"]  # an element-gene pair of the benchmark
@@ -57,9 +57,8 @@ def join_genome_wide(
     if tss_tolerance is not None:
         near = np.abs(predictions.TargetGeneTSS.to_numpy()[hit] - pairs.tss.to_numpy()[owner]) <= tss_tolerance
         owner, hit = owner[near], hit[near]
-    best = best_matches(owner, hit, predictions.score.to_numpy(), len(pairs))
-    found = predictions.score.to_numpy()[np.maximum(best, 0)]
-    return pairs.assign(genome_wide=np.where(best >= 0, found, np.nan))
+    scores = predictions.score.to_numpy()
+    return pairs.assign(genome_wide=matched_values(scores, best_matches(owner, hit, scores, len(pairs))))
 
 
 def not_covered(joined: pd.DataFrame, any_tss: pd.Series, cfg: dict) -> dict[str, float]:

@@ -101,7 +101,6 @@ def candidate_tss(workdir: Path, config: dict, chrom_sizes: dict) -> tuple[pd.Da
         chrom_map=config["reference"].get("chrom_map"),
         gene_column=opts["gene_column"],
     )
-    annotated = annotated[annotated.chrom.isin(set(chrom_sizes))]
     return pd.concat([tss, annotated], ignore_index=True), one_tss_per_gene(annotated)
 
 

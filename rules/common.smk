@@ -324,11 +324,12 @@ def check_predicted_line(line, key="predict.lines"):
             f"{line}: mark(s) {missing} missing in {config['tracks']} (the final models need every mark of "
             f"`marks`: {MARKS})",
         )
-    if track_format(line, mark) not in ("narrowpeak", "broadpeak"):
+    fmt = track_format(line, mark)
+    if fmt not in ("narrowpeak", "broadpeak"):
         config_error(
             "predict.candidates.enhancer_mark",
             f"{line}: {mark} must be a narrowpeak/broadpeak track (its peaks are the candidate elements), "
-            f"got {track_format(line, mark)!r} in {config['tracks']}",
+            f"got {fmt!r} in {config['tracks']}",
         )
     if len(predict_training_lines(line)) < 2:
         config_error("predict.train", f"{line}: needs >= 2 labelled training lines other than itself")

@@ -227,8 +227,8 @@ def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, ch
     TargetGeneTSS, the score column), plain or gzip, header row; blank lines are skipped (line numbers stay the
     file's). Chromosome names are harmonized first (a bare `1` is an InputError unless `chrom_map` maps it); rows
     on chromosomes outside `chroms` are skipped, and none left is an InputError, as is an element-gene pair listed
-    twice or a fractional TargetGeneTSS. Returns DataFrame[chrom, start,
-    end, gene, gene_tss, score] (gene_tss MISSING_TSS when absent)."""
+    twice or a fractional TargetGeneTSS. Returns DataFrame[chrom, start, end, gene, gene_tss, score] (gene_tss
+    MISSING_TSS when absent)."""
     try:
         header = pd.read_csv(path, sep="\t", nrows=0).columns
     except (OSError, ValueError, EOFError) as err:

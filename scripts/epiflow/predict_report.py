@@ -138,6 +138,11 @@ def best_matches(owner: np.ndarray, hit: np.ndarray, key: np.ndarray, n: int) ->
     return best
 
 
+def matched_values(values: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """`values` (per prediction row) at each pair's best_matches row, NaN where the pair matched nothing."""
+    return np.where(best >= 0, values[np.maximum(best, 0)], np.nan)
+
+
 def join_pairs(predictions: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     """Each labelled pair with the prediction of highest prob among those matching it (overlap_matches) and that
     prediction's score_sd; `matched` False (prob, score_sd NaN) where none matches. Columns: pair_id, label,
@@ -146,7 +151,7 @@ def join_pairs(predictions: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     out = pairs[["pair_id", "label", "distance"]].reset_index(drop=True)
     out["matched"] = best >= 0
     for column in ("prob", "score_sd"):
-        out[column] = np.where(out.matched, predictions[column].to_numpy()[np.maximum(best, 0)], np.nan)
+        out[column] = matched_values(predictions[column].to_numpy(), best)
     return out[["pair_id", "label", "distance", "prob", "score_sd", "matched"]]
 
 
