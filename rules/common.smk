@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from epiflow.io_text import open_by_content  # noqa: E402
 from epiflow.models import available_models, model_params, unknown_params  # noqa: E402
 from epiflow.predict import calibration_settings, deployed_params  # noqa: E402
 from epiflow.train import check_model_params, training_lines  # noqa: E402
@@ -459,8 +460,6 @@ CRISPR_CHAINS = {key: source_path(path) for key, path in (config.get("liftover")
 
 def check_crispr_predictors():
     """An external predictor's local file must exist and carry its score column (read from the header line)."""
-    import gzip
-
     for i, spec in enumerate(config.get("crispr_predictors") or []):
         path, where = CRISPR_PREDICTORS[i]["source"], f"crispr_predictors[{i}] ({spec['name']})"
         if "://" in spec["source"]:
@@ -468,9 +467,7 @@ def check_crispr_predictors():
         if not os.path.exists(path):
             config_error(where, f"source {path} not found (expected an ABC / ENCODE-rE2G prediction file)")
         try:  # gzip or plain by content, whatever the name says
-            with open(path, "rb") as raw:
-                gzipped = raw.read(2) == b"\x1f\x8b"
-            with (gzip.open if gzipped else open)(path, "rt") as handle:
+            with open_by_content(path, "rt") as handle:
                 header = handle.readline().rstrip("\r\n").split("\t")
         except (OSError, EOFError, UnicodeDecodeError) as error:
             config_error(where, f"{path} line 1: cannot read the header ({error}; expected tab-separated text)")

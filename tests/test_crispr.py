@@ -80,6 +80,7 @@ def test_reader_without_power_filter_keeps_negatives_and_flags_unknown_tss(tmp_p
         (2, "PowerAtEffectSize25", "high", r"line 4: PowerAtEffectSize25 'high' is not a finite number"),
         (2, "PowerAtEffectSize25", "1.5", r"line 4: PowerAtEffectSize25 1.5 \(expected a power in \[0, 1\]\)"),
         (4, "chromStart", "x", r"line 6: chromStart 'x' is not a non-negative integer"),
+        (4, "chromStart", "1.5e9", r"line 6: chromStart 1500000000 > chromEnd \d+ \(expected start <= end\)"),
         (0, "chrTSS", "chr9", r"line 2: chrTSS 'chr9' differs from chrom"),
     ],
 )
@@ -94,7 +95,9 @@ def test_reader_missing_column_and_duplicates(tmp_path):
     header = [c if c != "Regulated" else "regulated_x" for c in HEADER]
     with pytest.raises(InputError, match=r"line 1: missing column\(s\) \['Regulated'\]"):
         crispr.read_crispr(write_screen(tmp_path / "h.tsv", ROWS, header))
-    with pytest.raises(InputError, match="line 3: element-gene pair GENEA"):
+    with pytest.raises(
+        InputError, match="line 3: element-gene pair GENEA at this element listed twice, first on line 2 "
+    ):
         crispr.read_crispr(write_screen(tmp_path / "dup.tsv", [ROWS[0], ROWS[0]]))
     with pytest.raises(InputError, match="without a power column"):
         crispr.read_crispr(write_screen(tmp_path / "s.tsv"), min_power=0.8)
@@ -152,7 +155,9 @@ def test_read_predictions_refuses_what_would_silently_score_nothing(tmp_path):
         crispr.read_predictions(elsewhere, "score", chroms={"chr1"})
     twice = tmp_path / "twice.tsv"
     twice.write_text(header + "chr1\t1\t2\tG\t0.1\nchr1\t5\t9\tG\t0.1\nchr1\t1\t2\tG\t0.3\n")
-    with pytest.raises(InputError, match=r"twice\.tsv line 4: element-gene prediction G at this element listed twice"):
+    with pytest.raises(
+        InputError, match=r"twice\.tsv line 4: element-gene prediction G at this element listed twice, first on line 2 "
+    ):
         crispr.read_predictions(twice, "score")
     tss = tmp_path / "tss.tsv"
     tss.write_text("chr\tstart\tend\tTargetGene\tTargetGeneTSS\tscore\nchr1\t1\t2\tG\t1.5\t0.1\n")
@@ -165,11 +170,34 @@ def test_read_predictions_refuses_what_would_silently_score_nothing(tmp_path):
         crispr.read_predictions(blank, "score")
 
 
+NAMED = "chr\tstart\tend\tname\tTargetGene\tscore\n"
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [  # read with usecols, pandas would take a row with a field to spare (a tab in a name) or one short silently
+        ("chr1\t1\t2\te1\tG\t0.1\n\nchr1\t5\t9\te\t2\tG\t0.3\n", r"line 4: 7 columns \(expected 6, as the header"),
+        ("chr1\t1\t2\te1\tG\t0.1\nchr1\t5\t9\tG\t0.3\n", r"line 3: 5 columns \(expected 6"),
+    ],
+)
+def test_read_predictions_refuses_a_row_whose_field_count_differs_from_the_header(tmp_path, rows, message):
+    path = tmp_path / "rows.tsv.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write(NAMED + rows)
+    with pytest.raises(InputError, match=r"rows\.tsv\.gz " + message):
+        crispr.read_predictions(path, "score")
+    path.write_text(NAMED + rows.replace("e\t2", "e2").replace("9\tG", "9\te2\tG").replace("\n", "\r\n"))
+    assert crispr.read_predictions(path, "score").score.tolist() == [0.1, 0.3]  # mended, as plain CRLF text
+
+
 def test_a_file_without_any_chain_is_refused(tmp_path):
     from epiflow.liftover import load_chain
 
     page = tmp_path / "hg38ToHg19.over.chain"
     page.write_text("<html><body>404 Not Found</body></html>\n")
+    with pytest.raises(InputError, match=r"over\.chain line 1: '<html>.*' before any chain header"):
+        load_chain(page)
+    page.write_text("# a comment, and no chain\n\n")
     with pytest.raises(InputError, match=r"over\.chain: no chain in it \(expected a UCSC"):
         load_chain(page)
 

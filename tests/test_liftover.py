@@ -90,6 +90,47 @@ def test_empty_frame_and_bad_chain(tmp_path, toy_chain):
         liftover.load_chain(tmp_path / "missing.chain.gz")
 
 
+def test_a_cut_or_malformed_chain_file_is_refused_naming_the_line(tmp_path):
+    def load(text, name="cut.over.chain"):
+        path = tmp_path / name
+        path.write_text(text)
+        return liftover.load_chain(path)
+
+    lines = CHAIN.splitlines(keepends=True)
+    # cut after a `size dt dq` line: the first chain's blocks cover 21000 / 25000 of its 50000 / 54000 bases
+    with pytest.raises(
+        InputError,
+        match=r"cut\.over\.chain line 1: the chain starting here covers 21000 / 25000 .*"
+        r"up to line 3 \(expected .* tEnd - tStart = 50000 and qEnd - qStart = 54000",
+    ):
+        load("".join(lines[:3]))
+    # the last block's size altered: the sums no longer match the header
+    with pytest.raises(InputError, match=r"line 6: the chain starting here covers 9000 / 9000 .* up to line 8"):
+        load(CHAIN.replace("chrB 10000 + 0 10000 2\n10000\n", "chrB 10000 + 0 10000 2\n9000\n"))
+    # cut inside a line
+    with pytest.raises(InputError, match=r"line 3: '10000 10' \(expected `size dt dq`, or `size` alone"):
+        load("".join(lines[:2]) + "10000 10")
+    with pytest.raises(InputError, match=r"line 6: a chain header of 8 fields \(expected `chain score tName"):
+        load("".join(lines[:5]) + "chain 900 chrA 100000 + 60000 70000 chrB\n")
+    with pytest.raises(InputError, match=r"line 5: '1' after the last block of a chain"):
+        load("".join(lines[:4]) + "1\n")
+    with pytest.raises(InputError, match=r"line 2: '<html><body>404 Not Found</body></html>' before any chain"):
+        load("\n<html><body>404 Not Found</body></html>\n")
+    # a gzip download cut short
+    import gzip
+
+    whole = gzip.compress(CHAIN.encode())
+    cut = tmp_path / "cut.over.chain.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"cut\.over\.chain\.gz: cannot read as a UCSC chain file"):
+        liftover.load_chain(cut)
+    # the whole file, as gzip, loads
+    (tmp_path / "whole.over.chain.gz").write_bytes(whole)
+    assert liftover.load_chain(tmp_path / "whole.over.chain.gz").convert_coordinate("chrA", 60005) == [
+        ("chrB", 5, "+", 900)
+    ]
+
+
 # ---- real chains ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def chains(shared_data):

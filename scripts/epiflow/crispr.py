@@ -31,7 +31,16 @@ import pandas as pd
 
 from epiflow import liftover, metrics
 from epiflow.errors import InputError
-from epiflow.io_text import as_int, check_start_end, fail, first_bad, harmonize_chroms, read_table
+from epiflow.io_text import (
+    as_int,
+    check_field_counts,
+    check_start_end,
+    fail,
+    first_bad,
+    harmonize_chroms,
+    is_gzip,
+    read_table,
+)
 from epiflow.pairs import expand_ranges, overlaps_by_gene
 from epiflow.plots import COLORS, STYLE, to_png  # sets the Agg backend before pyplot is imported below
 
@@ -162,7 +171,7 @@ def read_crispr(
     frame = pd.DataFrame({"chrom": chroms}, index=table.index)
     frame["start"] = as_int(table["chromStart"], path, "chromStart")
     frame["end"] = as_int(table["chromEnd"], path, "chromEnd")
-    check_start_end(frame["start"], frame["end"], path, "chrom")
+    check_start_end(frame["start"], frame["end"], path, names=("chromStart", "chromEnd"))
     frame["gene"] = table["measuredGeneSymbol"].str.strip()
     ids = table["measuredGeneEnsemblId"] if "measuredGeneEnsemblId" in table else pd.Series("", index=table.index)
     frame["gene_id"] = strip_version(ids.str.strip().replace("NA", ""))
@@ -184,9 +193,7 @@ def read_crispr(
     frame = _power_filter(frame, table, path, power_column, min_power, stats)
     if frame.empty:
         raise InputError(f"{path}: no pair left after the filters ({stats}; expected at least one)")
-    line = first_bad(frame.duplicated(["chrom", "start", "end", "gene"]))
-    if line is not None:
-        fail(path, line, f"element-gene pair {frame.loc[line, 'gene']} at this element listed twice (expected once)")
+    _refuse_duplicates(frame, path, "element-gene pair")
     stats.update(pairs=len(frame), positives=int(frame["label"].sum()))
     log.info("%s: %d pairs (%d regulated); dropped %s", path, len(frame), stats["positives"], stats)
     return frame.reset_index(drop=True), stats
@@ -224,13 +231,15 @@ def _power_filter(frame, table, path, power_column, min_power, stats) -> pd.Data
 
 def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, chrom_map=None) -> pd.DataFrame:
     """Read predictions with ABC / ENCODE-rE2G columns (chrom or chr, start, end, TargetGene, optional
-    TargetGeneTSS, the score column), plain or gzip, header row; blank lines are skipped (line numbers stay the
-    file's). Chromosome names are harmonized first (a bare `1` is an InputError unless `chrom_map` maps it); rows
-    on chromosomes outside `chroms` are skipped, and none left is an InputError, as is an element-gene pair listed
-    twice or a fractional TargetGeneTSS. Returns DataFrame[chrom, start, end, gene, gene_tss, score] (gene_tss
-    MISSING_TSS when absent)."""
+    TargetGeneTSS, the score column), plain or gzip (told by content), header row; a row with another field count
+    than the header is an InputError, blank lines are skipped (line numbers stay the file's). Chromosome names are
+    harmonized first (a bare `1` is an InputError unless `chrom_map` maps it); rows on chromosomes outside
+    `chroms` are skipped, and none left is an InputError, as is an element-gene pair listed twice or a fractional
+    TargetGeneTSS. Returns DataFrame[chrom, start, end, gene, gene_tss, score] (gene_tss MISSING_TSS when
+    absent)."""
     try:
-        header = pd.read_csv(path, sep="\t", nrows=0).columns
+        compression = "gzip" if is_gzip(path) else None  # by content, whatever the name says
+        header = pd.read_csv(path, sep="\t", nrows=0, compression=compression).columns
     except (OSError, ValueError, EOFError) as err:
         raise InputError(f"{path}: cannot read predictions ({err})") from err
     chrom = "chrom" if "chrom" in header else "chr"
@@ -238,8 +247,17 @@ def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, ch
     missing = [c for c in needed if c not in header]
     if missing:
         raise InputError(f"{path} line 1: missing column(s) {missing} (expected ABC / ENCODE-rE2G columns)")
+    check_field_counts(path, len(header))
     usecols = needed + (["TargetGeneTSS"] if "TargetGeneTSS" in header else [])
-    table = pd.read_csv(path, sep="\t", usecols=usecols, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    table = pd.read_csv(
+        path,
+        sep="\t",
+        usecols=usecols,
+        dtype=str,
+        keep_default_na=False,
+        skip_blank_lines=False,
+        compression=compression,
+    )
     table.index = np.arange(len(table)) + 2  # 1-based file lines after the header
     table = table[(table != "").any(axis=1)]  # blank lines
     if table.empty:
@@ -264,14 +282,22 @@ def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, ch
         fail(path, line, f"TargetGeneTSS {tss[line]!r} is not an integer")
     frame["gene_tss"] = frame["gene_tss"].astype(np.int64)
     frame["score"] = _as_number(table[score_column], path, score_column)
-    line = first_bad(frame.duplicated(["chrom", "start", "end", "gene"]))
-    if line is not None:  # `aggregate: sum` would count it twice
+    _refuse_duplicates(frame, path, "element-gene prediction")  # `aggregate: sum` would count it twice
+    return frame.reset_index(drop=True)
+
+
+def _refuse_duplicates(frame: pd.DataFrame, path, what: str) -> None:
+    """An element-gene pair on a second line is an InputError naming both lines."""
+    keys = ["chrom", "start", "end", "gene"]
+    line = first_bad(frame.duplicated(keys))
+    if line is not None:
+        same = (frame[keys] == frame.loc[line, keys]).all(axis=1)
         fail(
             path,
             line,
-            f"element-gene prediction {frame.loc[line, 'gene']} at this element listed twice (expected once)",
+            f"{what} {frame.loc[line, 'gene']} at this element listed twice, first on line {same.idxmax()} "
+            "(expected once)",
         )
-    return frame.reset_index(drop=True)
 
 
 def lift_pairs(frame: pd.DataFrame, chain) -> tuple[pd.DataFrame, dict]:

@@ -4,6 +4,7 @@ report where the first bad row is; readers reset the index before handing frames
 
 import contextlib
 import csv
+import gzip
 import io
 import logging
 import os
@@ -63,6 +64,36 @@ def _gunzip(raw: bytes, path) -> bytes:
             )
         raw = member.unused_data
     return bytes(out)
+
+
+def is_gzip(path: str | os.PathLike) -> bool:
+    """Whether a file is gzip by its first two bytes, whatever its name says."""
+    with open(path, "rb") as raw:
+        return raw.read(2) == b"\x1f\x8b"
+
+
+def open_by_content(path: str | os.PathLike, mode: str = "rb", **kwargs):
+    """Open a plain or gzip file for reading (`mode` "rb" or "rt"), gzip told by content (is_gzip)."""
+    return (gzip.open if is_gzip(path) else open)(path, mode, **kwargs)
+
+
+def check_field_counts(path: str | os.PathLike, ncols: int, sep: str = "\t") -> None:
+    """Every non-blank line of a plain or gzip file (by content) has `ncols` fields; the first that does not is an
+    InputError naming its line. Streams the file, for tables read with `usecols` (which would take a row with
+    fields to spare or short of its header silently)."""
+    token = sep.encode()
+    try:
+        with open_by_content(path) as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip() and line.count(token) + 1 != ncols:
+                    fail(
+                        path,
+                        number,
+                        f"{line.count(token) + 1} columns (expected {ncols}, as the header line has; separated by "
+                        f"{sep!r})",
+                    )
+    except (OSError, EOFError, zlib.error) as err:
+        raise InputError(f"{path}: cannot read ({err})") from err
 
 
 def fail(path, line: int, message: str) -> None:
@@ -146,7 +177,9 @@ def first_bad(mask: pd.Series) -> int | None:
 
 
 def as_int(values: pd.Series, path, what: str) -> pd.Series:
-    """Parse a column of non-negative integers (e.g. coordinates); the first bad value is an InputError."""
+    """Parse a column of non-negative integers (e.g. coordinates); the first bad value is an InputError. An integral
+    value in another numeric spelling (`1e+05`, as R's write.table can write a coordinate, or `100.0`) is read as
+    that integer; a fractional one is refused."""
     numbers = pd.to_numeric(values, errors="coerce")
     bad = numbers.isna() | (numbers < 0) | (numbers % 1 != 0)
     line = first_bad(bad)
@@ -174,15 +207,13 @@ def as_label(values: pd.Series, path) -> pd.Series:
     return numbers.astype(np.int64)
 
 
-def check_start_end(start: pd.Series, end: pd.Series, path, what: str = "") -> None:
-    """Every start must be <= its end (0-based half-open intervals)."""
+def check_start_end(start: pd.Series, end: pd.Series, path, what: str = "", names=None) -> None:
+    """Every start must be <= its end (0-based half-open intervals). The message calls them `{what}start` and
+    `{what}end`, or the file's own column names `names` (e.g. ("chromStart", "chromEnd"))."""
+    first, second = names or (f"{what}start", f"{what}end")
     line = first_bad(start > end)
     if line is not None:
-        fail(
-            path,
-            line,
-            f"{what}start {start[line]} > {what}end {end[line]} (expected start <= end)",
-        )
+        fail(path, line, f"{first} {start[line]} > {second} {end[line]} (expected start <= end)")
 
 
 def map_chrom_name(name: str, known: Iterable[str] | None) -> str:

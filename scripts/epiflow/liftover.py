@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 
 import numpy as np
 import pandas as pd
 from pyliftover import LiftOver
 
 from epiflow.errors import InputError
+from epiflow.io_text import fail, open_by_content
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +38,12 @@ MAX_LENGTH_RATIO = 2.0
 
 
 def load_chain(path: str | os.PathLike) -> LiftOver:
-    """A pyliftover LiftOver of a UCSC chain file (plain or .gz); a missing or unreadable file is an InputError."""
+    """A pyliftover LiftOver of a UCSC chain file (plain or .gz); a missing or unreadable file is an InputError, and
+    so is a malformed or cut chain (check_chain)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: chain file not found (expected a UCSC .over.chain[.gz] file)")
+    check_chain(path)
     try:
         chain = LiftOver(path)
     except Exception as err:  # pyliftover raises bare Exception on a malformed chain; gzip/OS errors too
@@ -47,6 +51,67 @@ def load_chain(path: str | os.PathLike) -> LiftOver:
     if not chain.chain_file.chains:  # pyliftover reads a file without any `chain` header as empty
         raise InputError(f"{path}: no chain in it (expected a UCSC .over.chain[.gz] file of `chain ...` blocks)")
     return chain
+
+
+_CHAIN_HEADER = "`chain score tName tSize tStrand tStart tEnd qName qSize qStrand qStart qEnd [id]`"
+_CHAIN_BLOCK = "`size dt dq`, or `size` alone for a chain's last block"
+
+
+def check_chain(path: str | os.PathLike) -> None:
+    """Check a UCSC chain file's structure (https://genome.ucsc.edu/goldenPath/help/chain.html): `chain` header
+    lines with integer sizes and positions, each followed by block lines `size dt dq` and a last `size`, whose sizes
+    and gaps add up to the header's tEnd - tStart and qEnd - qStart. A file cut inside a chain (a download stopped
+    early, a partial copy) fails the last check. The first problem is an InputError naming the line. A file cut
+    exactly between two chains cannot be told from a shorter one: a checksum can."""
+    chain, number = None, 0  # chain: [header line, target span, query span, target sum, query sum, closed]
+    try:
+        with open_by_content(path, "rt", encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                fields = line.split()
+                if not fields or fields[0].startswith("#"):
+                    continue
+                if fields[0] == "chain":
+                    _check_chain_closed(path, chain, number - 1)
+                    chain = _chain_header(path, number, fields)
+                elif chain is None or chain[5]:
+                    where = "before any chain header" if chain is None else "after the last block of a chain"
+                    fail(path, number, f"{line.strip()[:40]!r} {where} (expected a header line {_CHAIN_HEADER})")
+                else:
+                    _chain_block(path, number, fields, chain)
+    except (OSError, EOFError, zlib.error) as err:
+        raise InputError(f"{path}: cannot read as a UCSC chain file ({err})") from err
+    _check_chain_closed(path, chain, number)
+
+
+def _chain_header(path, number: int, fields: list[str]) -> list:
+    numbers = [fields[i] for i in (3, 5, 6, 8, 10, 11)] if len(fields) in (12, 13) else []
+    if not numbers or not all(n.isdigit() for n in numbers) or {fields[4], fields[9]} - {"+", "-"}:
+        fail(path, number, f"a chain header of {len(fields)} fields (expected {_CHAIN_HEADER}, integer positions)")
+    t_start, t_end, q_start, q_end = (int(fields[i]) for i in (5, 6, 10, 11))
+    return [number, t_end - t_start, q_end - q_start, 0, 0, False]
+
+
+def _chain_block(path, number: int, fields: list[str], chain: list) -> None:
+    if len(fields) not in (1, 3) or not all(f.isdigit() for f in fields):
+        fail(path, number, f"{' '.join(fields)[:40]!r} (expected {_CHAIN_BLOCK})")
+    size, dt, dq = ([int(f) for f in fields] + [0, 0])[:3]
+    chain[3] += size + dt
+    chain[4] += size + dq
+    chain[5] = len(fields) == 1
+
+
+def _check_chain_closed(path, chain: list | None, last_line: int) -> None:
+    if chain is None:
+        return
+    header, t_span, q_span, t_sum, q_sum, closed = chain
+    if not closed or (t_sum, q_sum) != (t_span, q_span):
+        fail(
+            path,
+            header,
+            f"the chain starting here covers {t_sum} / {q_sum} bases in its blocks and gaps up to line {last_line} "
+            f"(expected its header's tEnd - tStart = {t_span} and qEnd - qStart = {q_span}, closed by a last "
+            "`size` line): the file is cut or corrupt (fetch it again)",
+        )
 
 
 def _lift_positions(chain: LiftOver, chroms: np.ndarray, positions: np.ndarray):
