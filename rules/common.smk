@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -22,6 +23,56 @@ validate(config, "../config/schemas/config.schema.yaml")
 def config_error(key, message):
     """Stop before any job with a message naming the config key and the file."""
     raise WorkflowError(f"{CONFIG_FILE}: {key}: {message}")
+
+
+# keys whose demo value (config/config.yaml, always loaded first) names the simulated genome or its data
+DEMO_KEYS = (
+    "reference.build",
+    "reference.fasta",
+    "reference.annotation",
+    "pairs",
+    "tracks",
+    "tads",
+    "marks",
+    "protocol.chrom_folds",
+    "report.spurious_marks",
+    "predict.lines",
+    "crispr",
+)
+
+
+def _lookup(tree, key):
+    """(found, value) of a dotted key in a nested dict."""
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return False, None
+        tree = tree[part]
+    return True, tree
+
+
+def check_demo_keys():
+    """A run on a genome of its own (reference.build or reference.annotation other than the demo's) must set every
+    DEMO_KEYS key in its own config, and predict.candidates.max_distance when it predicts: the demo's values (the
+    simulated chromosomes' folds, lineE, the planted cue H2AZ, 1 Mb for 3 Mb chromosomes) would otherwise reach it
+    silently."""
+    demo = yaml.safe_load((Path(workflow.basedir) / "config" / "config.yaml").read_text())["reference"]
+    reference = config["reference"]
+    if (reference.get("build"), reference.get("annotation")) == (demo.get("build"), demo.get("annotation")):
+        return
+    given = workflow.config_settings.overwrite_config  # every --configfile and --config, merged
+    keys = list(DEMO_KEYS) + (["predict.candidates.max_distance"] if config["predict"].get("lines") else [])
+    inherited = [f"{key} ({_lookup(config, key)[1]!r})" for key in keys if not _lookup(given, key)[0]]
+    if inherited:
+        config_error(
+            "reference",
+            f"build {reference.get('build')!r} and annotation {reference.get('annotation')!r} are not the demo's, but "
+            "these keys keep the demo's values from config/config.yaml, which name the simulated genome and its data: "
+            f"{', '.join(inherited)} (expected each set in your config, as config/template.yaml does; null or [] "
+            "where not used)",
+        )
+
+
+check_demo_keys()
 
 
 def check_threshold_rule(key, rule):

@@ -5,6 +5,8 @@ user's first hour."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import REPO, copy_workflow, run_snakemake
@@ -66,3 +68,51 @@ def test_user_template_plans(real_workflow):
     )
     planned = proc.stdout + proc.stderr
     assert "line=HUVEC, model=gbm_balanced" in planned and "train_key=GM12878+HeLa-S3+IMR90+K562" in planned
+
+
+def test_a_genome_of_its_own_must_set_the_demo_keys(workflow):
+    """config/config.yaml is always loaded first: a config on another genome that leaves out a demo key (the
+    simulated chromosomes' folds, lineE, the planted cue, 1 Mb) stops before any job naming each one it left out."""
+    (workflow / "own.yaml").write_text(
+        "reference: {build: hg38, annotation: genes.bed, fasta: null}\n"
+        "marks: [H3K27ac]\ntads: null\npredict: {lines: [MINE]}\n"
+    )
+    proc = run_snakemake(workflow, "-n", "--configfile", "own.yaml", check=False, timeout=300)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "own.yaml: reference: build 'hg38' and annotation 'genes.bed' are not the demo's" in text, text[-2000:]
+    listed = re.search(r"from config/config\.yaml, which name the simulated genome and its data: (.*) \(expected", text)
+    keys = re.findall(r"([\w.]+) \(", listed.group(1))
+    assert keys == [
+        "pairs",
+        "tracks",
+        "protocol.chrom_folds",
+        "report.spurious_marks",
+        "crispr",
+        "predict.candidates.max_distance",
+    ]
+    assert "protocol.chrom_folds ([['chr1', 'chr2'], ['chr3', 'chr4']])" in text
+    # a --config key counts as set; with every key set, this check is passed (the next stops at the sheet)
+    proc = run_snakemake(
+        workflow,
+        "-n",
+        "--configfile",
+        "own.yaml",
+        "--config",
+        "pairs=p.tsv",
+        "tracks=t.tsv",
+        "protocol={chrom_folds: [[chr1]]}",
+        "report={spurious_marks: []}",
+        "crispr=null",
+        "predict={candidates: {max_distance: 2000000}}",
+        check=False,
+        timeout=300,
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "keep the demo's values" not in text
+    assert "pairs: sheet p.tsv not found" in text, text[-2000:]
+
+
+def test_the_demo_genome_with_other_keys_needs_no_demo_key(workflow):
+    proc = run_snakemake(workflow, "-n", "--config", "reference={chrom_map: auto}", "marks=[H3K27ac]", timeout=300)
+    assert "simulate_demo" in proc.stdout + proc.stderr

@@ -355,8 +355,10 @@ def test_screen_build_without_a_chain(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     sheet = workdir / "config/demo/crispr.tsv"
     sheet.write_text(sheet.read_text().replace("\tsim\n", "\thg38\n"))
-    overlay = write_yaml(workdir, "hg19.yaml", {"reference": {"build": "hg19"}})
-    text = failed(workdir, "-n", "--configfile", overlay)
+    demo = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    own = {key: demo[key] for key in ("pairs", "tracks", "tads", "marks", "protocol", "report", "predict", "crispr")}
+    own["reference"] = {**demo["reference"], "build": "hg19"}  # a build of its own: the demo keys must be set
+    text = failed(workdir, "-n", "--configfile", write_yaml(workdir, "hg19.yaml", own))
     assert "liftover.hg38ToHg19: not set (needed to lift hg38 to hg19)" in text
 
 
