@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from epiflow import crispr  # noqa: E402
+from epiflow import crispr, io_crispr  # noqa: E402
 from epiflow.liftover import load_chain  # noqa: E402
 
 
@@ -39,8 +39,8 @@ def main() -> None:
     def lap(step):
         times[step] = time.perf_counter() - start - sum(times.values())
 
-    pairs, _ = crispr.read_crispr(folder / "EPCrisprBenchmark_K562_odd_chroms.GRCh38.tsv.gz", "K562")
-    abc = crispr.read_predictions(folder / "ABC_K562_Fulco2019Genes_odd_chroms.GRCh38.tsv.gz", "powerlaw.Score")
+    pairs, _ = io_crispr.read_crispr(folder / "EPCrisprBenchmark_K562_odd_chroms.GRCh38.tsv.gz", "K562")
+    abc = io_crispr.read_predictions(folder / "ABC_K562_Fulco2019Genes_odd_chroms.GRCh38.tsv.gz", "powerlaw.Score")
     lap("read")
     if args.lift:
         chain = load_chain(Path(args.data) / "liftover" / "hg38ToHg19.over.chain.gz")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
-from epiflow import crispr, runlog  # noqa: E402
+from epiflow import crispr, io_crispr, runlog  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
 from epiflow.liftover import load_chain  # noqa: E402
 
@@ -20,7 +20,7 @@ screen, options, reference_build = sm.params.screen, sm.params.options, sm.param
 chains = {build: load_chain(path) for build, path in sm.params.chains.items()}  # source build -> chain to reference
 
 chrom_map = sm.params.chrom_map
-pairs, stats = crispr.read_crispr(
+pairs, stats = io_crispr.read_crispr(
     sm.input.screen, screen["cell_line"], options.get("power_column"), options.get("min_power"), chrom_map
 )
 stats["lift"] = {}
@@ -38,10 +38,10 @@ predicted = []
 for model, path in zip(sm.params.models, sm.input.predictions, strict=True):
     # epiflow's scores are probabilities in [0, 1]: an element without a candidate pair ranks lowest
     spec = crispr.Predictor(model, source=path, score_column="score", aggregate="max", fill_value=0.0)
-    predicted.append((spec, crispr.read_predictions(path, spec.score_column, chroms, chrom_map)))
+    predicted.append((spec, io_crispr.read_predictions(path, spec.score_column, chroms, chrom_map)))
 for external, path in zip(sm.params.external, sm.input.external, strict=True):
     spec = crispr.Predictor.from_dict({**external, "source": path})
-    frame = crispr.read_predictions(path, spec.score_column, chroms, chrom_map)
+    frame = io_crispr.read_predictions(path, spec.score_column, chroms, chrom_map)
     if external["build"] != reference_build:
         frame, stats["lift"][spec.name] = crispr.lift_pairs(frame, chains[external["build"]])
     predicted.append((spec, frame))

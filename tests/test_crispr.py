@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from epiflow import crispr, metrics
+from epiflow import crispr, io_crispr, metrics
 from epiflow.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def changed(row, column, value):
 # ---- reader ------------------------------------------------------------------------------------------------------
 def test_reader_drops_invalid_connections_and_low_power_negatives(tmp_path):
     path = write_screen(tmp_path / "screen.tsv")
-    pairs, stats = crispr.read_crispr(path, "K562", "PowerAtEffectSize25", 0.8)
+    pairs, stats = io_crispr.read_crispr(path, "K562", "PowerAtEffectSize25", 0.8)
     assert stats["rows"] == 7 and stats["invalid_connection"] == 1
     # e2 (negative, power 0.2) filtered; e3 (negative, power NA) dropped as missing; e4 (positive, NA) kept
     assert stats["power_filtered"] == 1 and stats["power_missing"] == 1
@@ -58,16 +58,16 @@ def test_reader_drops_invalid_connections_and_low_power_negatives(tmp_path):
 
 
 def test_reader_without_power_filter_keeps_negatives_and_flags_unknown_tss(tmp_path):
-    pairs, stats = crispr.read_crispr(write_screen(tmp_path / "s.tsv"))
+    pairs, stats = io_crispr.read_crispr(write_screen(tmp_path / "s.tsv"))
     assert stats["pairs"] == 5 and stats["power_filtered"] == 0
     # chr2 pair: startTSS == endTSS == 0 and no distanceToTSS column -> dropped and counted
     assert stats["missing_tss"] == 1 and stats["missing_tss_dropped"] == 1
     header = HEADER + ["distanceToTSS"]
     rows = [row + [123] for row in ROWS]
-    pairs, stats = crispr.read_crispr(write_screen(tmp_path / "d.tsv", rows, header))
+    pairs, stats = io_crispr.read_crispr(write_screen(tmp_path / "d.tsv", rows, header))
     assert stats["missing_tss_dropped"] == 0
     unknown = pairs[pairs.chrom == "chr2"].iloc[0]
-    assert unknown.gene_tss == crispr.MISSING_TSS and unknown.distance == 123
+    assert unknown.gene_tss == io_crispr.MISSING_TSS and unknown.distance == 123
     assert (pairs.distance == 123).all()  # the file's distanceToTSS wins where given
 
 
@@ -87,20 +87,20 @@ def test_reader_without_power_filter_keeps_negatives_and_flags_unknown_tss(tmp_p
 def test_reader_errors_name_the_line(tmp_path, row, column, value, message):
     rows = [changed(r, column, value) if i == row else r for i, r in enumerate(ROWS)]
     with pytest.raises(InputError, match=message) as error:
-        crispr.read_crispr(write_screen(tmp_path / "bad.tsv", rows), "K562", "PowerAtEffectSize25", 0.8)
+        io_crispr.read_crispr(write_screen(tmp_path / "bad.tsv", rows), "K562", "PowerAtEffectSize25", 0.8)
     assert str(tmp_path / "bad.tsv") in str(error.value)
 
 
 def test_reader_missing_column_and_duplicates(tmp_path):
     header = [c if c != "Regulated" else "regulated_x" for c in HEADER]
     with pytest.raises(InputError, match=r"line 1: missing column\(s\) \['Regulated'\]"):
-        crispr.read_crispr(write_screen(tmp_path / "h.tsv", ROWS, header))
+        io_crispr.read_crispr(write_screen(tmp_path / "h.tsv", ROWS, header))
     with pytest.raises(
         InputError, match="line 3: element-gene pair GENEA at this element listed twice, first on line 2 "
     ):
-        crispr.read_crispr(write_screen(tmp_path / "dup.tsv", [ROWS[0], ROWS[0]]))
+        io_crispr.read_crispr(write_screen(tmp_path / "dup.tsv", [ROWS[0], ROWS[0]]))
     with pytest.raises(InputError, match="without a power column"):
-        crispr.read_crispr(write_screen(tmp_path / "s.tsv"), min_power=0.8)
+        io_crispr.read_crispr(write_screen(tmp_path / "s.tsv"), min_power=0.8)
 
 
 def test_read_predictions_abc_columns_and_errors(tmp_path):
@@ -108,24 +108,24 @@ def test_read_predictions_abc_columns_and_errors(tmp_path):
     with gzip.open(path, "wt") as handle:
         handle.write("chr\tstart\tend\tname\tTargetGene\tTargetGeneTSS\tCellType\tABC.Score\n")
         handle.write("chr1\t10\t20\tx\tGENEA\t11250\tK562\t0.5\nchr3\t10\t20\tx\tGENEA\t11250\tK562\t0.5\n")
-    frame = crispr.read_predictions(path, "ABC.Score", chroms={"chr1"})
+    frame = io_crispr.read_predictions(path, "ABC.Score", chroms={"chr1"})
     assert frame.to_dict("records") == [
         {"chrom": "chr1", "start": 10, "end": 20, "gene": "GENEA", "gene_tss": 11250, "score": 0.5}
     ]
     with pytest.raises(InputError, match="missing column"):
-        crispr.read_predictions(path, "powerlaw.Score")
+        io_crispr.read_predictions(path, "powerlaw.Score")
     bad = tmp_path / "bad.tsv"
     bad.write_text("chrom\tstart\tend\tTargetGene\tscore\nchr1\t1\t2\tG\t0.1\nchr1\t1\t2\tG\tNA\n")
     with pytest.raises(InputError, match=r"line 3: score 'NA' is not a finite number"):
-        crispr.read_predictions(bad, "score")
+        io_crispr.read_predictions(bad, "score")
 
 
 def test_reader_maps_bare_chromosome_names_only_with_chrom_map(tmp_path):
     rows = [changed(r, "chrom", r[0].removeprefix("chr")) for r in ROWS]
     path = write_screen(tmp_path / "bare.tsv", [changed(r, "chrTSS", r[0]) for r in rows])
     with pytest.raises(InputError, match=r"bare\.tsv line 2: chromosome '1' .*reference\.chrom_map: auto"):
-        crispr.read_crispr(path, "K562")
-    pairs, _ = crispr.read_crispr(path, "K562", chrom_map="auto")
+        io_crispr.read_crispr(path, "K562")
+    pairs, _ = io_crispr.read_crispr(path, "K562", chrom_map="auto")
     assert set(pairs.chrom) == {"chr1"} and len(pairs) == 5  # the chr2 pair has no TSS and is dropped
 
 
@@ -135,7 +135,7 @@ def test_reader_with_no_pair_left_after_the_filters(tmp_path):
         InputError,
         match=r"low\.tsv: no pair left after the filters \(.*'missing_tss_dropped': 1, .*'power_filtered': 2",
     ):
-        crispr.read_crispr(write_screen(tmp_path / "low.tsv", negatives), "K562", "PowerAtEffectSize25", 0.8)
+        io_crispr.read_crispr(write_screen(tmp_path / "low.tsv", negatives), "K562", "PowerAtEffectSize25", 0.8)
 
 
 def test_read_predictions_refuses_what_would_silently_score_nothing(tmp_path):
@@ -143,31 +143,31 @@ def test_read_predictions_refuses_what_would_silently_score_nothing(tmp_path):
     only = tmp_path / "header.tsv"
     only.write_text(header)
     with pytest.raises(InputError, match=r"header\.tsv: only a header line"):
-        crispr.read_predictions(only, "score")
+        io_crispr.read_predictions(only, "score")
     bare = tmp_path / "bare.tsv"
     bare.write_text(header + "11\t1\t2\tG\t0.1\n")
     with pytest.raises(InputError, match=r"bare\.tsv line 2: chromosome '11' .*reference\.chrom_map"):
-        crispr.read_predictions(bare, "score", chroms={"chr11"})
-    assert crispr.read_predictions(bare, "score", chroms={"chr11"}, chrom_map="auto").chrom.tolist() == ["chr11"]
+        io_crispr.read_predictions(bare, "score", chroms={"chr11"})
+    assert io_crispr.read_predictions(bare, "score", chroms={"chr11"}, chrom_map="auto").chrom.tolist() == ["chr11"]
     elsewhere = tmp_path / "elsewhere.tsv"
     elsewhere.write_text(header + "chr3\t1\t2\tG\t0.1\n")
     with pytest.raises(InputError, match=r"elsewhere\.tsv: no prediction on the screen's chromosomes \['chr1'\]"):
-        crispr.read_predictions(elsewhere, "score", chroms={"chr1"})
+        io_crispr.read_predictions(elsewhere, "score", chroms={"chr1"})
     twice = tmp_path / "twice.tsv"
     twice.write_text(header + "chr1\t1\t2\tG\t0.1\nchr1\t5\t9\tG\t0.1\nchr1\t1\t2\tG\t0.3\n")
     with pytest.raises(
         InputError, match=r"twice\.tsv line 4: element-gene prediction G at this element listed twice, first on line 2 "
     ):
-        crispr.read_predictions(twice, "score")
+        io_crispr.read_predictions(twice, "score")
     tss = tmp_path / "tss.tsv"
     tss.write_text("chr\tstart\tend\tTargetGene\tTargetGeneTSS\tscore\nchr1\t1\t2\tG\t1.5\t0.1\n")
     with pytest.raises(InputError, match=r"tss\.tsv line 2: TargetGeneTSS '1\.5' is not an integer"):
-        crispr.read_predictions(tss, "score")
+        io_crispr.read_predictions(tss, "score")
     # a blank line keeps the file's line numbers: the bad score is on line 4
     blank = tmp_path / "blank.tsv"
     blank.write_text(header + "chr1\t1\t2\tG\t0.1\n\nchr1\t1\t2\tG\tx\n")
     with pytest.raises(InputError, match=r"blank\.tsv line 4: score 'x'"):
-        crispr.read_predictions(blank, "score")
+        io_crispr.read_predictions(blank, "score")
 
 
 NAMED = "chr\tstart\tend\tname\tTargetGene\tscore\n"
@@ -185,9 +185,9 @@ def test_read_predictions_refuses_a_row_whose_field_count_differs_from_the_heade
     with gzip.open(path, "wt") as handle:
         handle.write(NAMED + rows)
     with pytest.raises(InputError, match=r"rows\.tsv\.gz " + message):
-        crispr.read_predictions(path, "score")
+        io_crispr.read_predictions(path, "score")
     path.write_text(NAMED + rows.replace("e\t2", "e2").replace("9\tG", "9\te2\tG").replace("\n", "\r\n"))
-    assert crispr.read_predictions(path, "score").score.tolist() == [0.1, 0.3]  # mended, as plain CRLF text
+    assert io_crispr.read_predictions(path, "score").score.tolist() == [0.1, 0.3]  # mended, as plain CRLF text
 
 
 def test_a_file_without_any_chain_is_refused(tmp_path):
@@ -452,8 +452,8 @@ def test_plots_are_png():
 @pytest.fixture(scope="module")
 def k562(shared_data):
     folder = shared_data / "crispr"
-    pairs, stats = crispr.read_crispr(folder / "EPCrisprBenchmark_K562_odd_chroms.GRCh38.tsv.gz", "K562")
-    abc = crispr.read_predictions(folder / "ABC_K562_Fulco2019Genes_odd_chroms.GRCh38.tsv.gz", "powerlaw.Score")
+    pairs, stats = io_crispr.read_crispr(folder / "EPCrisprBenchmark_K562_odd_chroms.GRCh38.tsv.gz", "K562")
+    abc = io_crispr.read_predictions(folder / "ABC_K562_Fulco2019Genes_odd_chroms.GRCh38.tsv.gz", "powerlaw.Score")
     return pairs, stats, abc
 
 
@@ -487,7 +487,7 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
     folder = shared_data / "crispr"
     screen = folder / "EPCrisprBenchmark_K562_odd_chroms.GRCh38.tsv.gz"
     abc_path = folder / "ABC_K562_Fulco2019Genes_odd_chroms.GRCh38.tsv.gz"
-    pairs, _ = crispr.read_crispr(screen)
+    pairs, _ = io_crispr.read_crispr(screen)
     tss = pairs.loc[pairs.gene_tss >= 0, ["chrom", "gene_tss", "gene"]].rename(columns={"gene_tss": "tss"})
     tss.assign(strand="+").to_csv(tmp_path / "tss.tsv.gz", sep="\t", index=False)
     model = pd.read_csv(abc_path, sep="\t").rename(columns={"chr": "chrom"})  # an epiflow-style file: ranks in [0, 1]
@@ -544,7 +544,7 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
     # epiflow's models (probabilities) aggregate by max over the predictions overlapping one screen element: the
     # written scores are match_predictions' max on the written (lifted) pairs, where some pairs have several
     lifted = pd.read_csv(out["pairs"], sep="\t", dtype={"gene": str, "gene_id": str}, keep_default_na=False)
-    model_rows = crispr.read_predictions(tmp_path / "model.tsv.gz", "score", set(lifted.chrom))
+    model_rows = io_crispr.read_predictions(tmp_path / "model.tsv.gz", "score", set(lifted.chrom))
     expected = crispr.match_predictions(lifted, model_rows, "max", 0.0)
     assert (expected.n_overlaps > 1).sum() > 10
     np.testing.assert_allclose(written["score.gbm"], expected.score, rtol=1e-5)
@@ -557,7 +557,7 @@ def test_screen_as_labelled_pairs(tmp_path):
     from epiflow.io_pairs import CRISPR_PROMOTER_FLANK, read_pairs
 
     path = write_screen(tmp_path / "screen.tsv")
-    screen, _ = crispr.read_crispr(path, "K562")
+    screen, _ = io_crispr.read_crispr(path, "K562")
     pairs = read_pairs(path, "crispr", "K562", known_chroms={"chr1": 10**8, "chr2": 10**8, "chr3": 10**8})
     known = screen[screen.gene_tss >= 0]
     assert len(pairs) == len(known.drop_duplicates(["chrom", "start", "end", "gene_tss"]))

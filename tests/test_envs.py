@@ -166,9 +166,17 @@ def module_file(module, package_root):
     return None
 
 
-def import_time_packages(script, scripts_root):
-    """Third-party top-level packages imported when `script` runs: its module-level imports and, through
-    epiflow, theirs (imports inside functions are lazy and not followed)."""
+# imports inside a function that the rules whose envs lack the package never call: (module, package) -> why
+UNREACHED_LAZY_IMPORTS = {
+    ("epiflow/diagnostics.py", "torch"): "sharpness of a torch model's weights: called by train_heldout only",
+    ("epiflow/features.py", "pysam"): "sequence_codes reads the FASTA: called by the feature rules only",
+}
+
+
+def import_time_packages(script, scripts_root, unreached=UNREACHED_LAZY_IMPORTS):
+    """Third-party top-level packages `script` may import: its imports and, through epiflow, theirs, at module
+    level or inside a function (a lazy import runs when its function does), except the lazy imports listed in
+    `unreached` ({(module path under scripts_root, package): why}: functions the rule never calls)."""
     import ast
 
     seen, third_party, todo = set(), set(), [script]
@@ -178,8 +186,10 @@ def import_time_packages(script, scripts_root):
             continue
         seen.add(path)
         tree = ast.parse(path.read_text())
+        module = path.relative_to(scripts_root).as_posix()
         package = ".".join(path.relative_to(scripts_root).with_suffix("").parts[:-1])
-        for node in tree.body:
+        top_level = set(map(id, tree.body))
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -192,10 +202,13 @@ def import_time_packages(script, scripts_root):
                 continue
             for name in names:
                 target = module_file(name, scripts_root)
+                top = name.split(".")[0]
                 if target is not None:
                     todo.append(target)
-                elif name.split(".")[0] not in sys.stdlib_module_names | {"epiflow", "snakemake", ""}:
-                    third_party.add(name.split(".")[0])
+                elif top in sys.stdlib_module_names | {"epiflow", "snakemake", ""}:
+                    continue
+                elif id(node) in top_level or (module, top) not in unreached:
+                    third_party.add(top)
     return {IMPORT_TO_PIP.get(name.lower(), name.lower()) for name in third_party}
 
 
@@ -217,12 +230,18 @@ def test_rule_envs_hold_what_their_scripts_import():
     assert checked, "no rule with both conda: and script: found"
 
 
-def test_import_closure_follows_epiflow_and_skips_lazy_imports(tmp_path):
+def test_import_closure_follows_epiflow_and_lazy_imports(tmp_path):
     package = tmp_path / "epiflow"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "io.py").write_text("import logging\nimport pysam\nfrom .reader import read\n")
-    (package / "reader.py").write_text("import numpy as np\n\ndef read():\n    import torch\n")
+    (package / "reader.py").write_text(
+        "import numpy as np\n\ndef read():\n    import torch\n\ndef plot():\n    import matplotlib\n"
+    )
     script = tmp_path / "stage.py"
     script.write_text("import yaml\nfrom sklearn.metrics import auc\nfrom epiflow.io import read\n")
-    assert import_time_packages(script, tmp_path) == {"pyyaml", "scikit-learn", "pysam", "numpy"}
+    expected = {"pyyaml", "scikit-learn", "pysam", "numpy", "torch", "matplotlib"}
+    assert import_time_packages(script, tmp_path, {}) == expected
+    # a lazy import listed as unreached is skipped; the same package imported at module level is not
+    assert import_time_packages(script, tmp_path, {("epiflow/reader.py", "torch"): "never"}) == expected - {"torch"}
+    assert import_time_packages(script, tmp_path, {("epiflow/io.py", "pysam"): "top level"}) == expected

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from epiflow.errors import InputError
+from epiflow.io_crispr import read_crispr
 from epiflow.io_regions import ChromMap
 from epiflow.io_text import (
     as_int,
@@ -242,11 +243,9 @@ def _finish(frame: pd.DataFrame, cell_line: str, path) -> pd.DataFrame:
 
 
 def _crispr(path, cell_line, known_chroms, chrom_map) -> pd.DataFrame:
-    """An EPCrisprBenchmark screen (the one reader, epiflow.crispr.read_crispr: ValidConnection TRUE rows, CellType
+    """An EPCrisprBenchmark screen (the one reader, epiflow.io_crispr.read_crispr: ValidConnection TRUE rows, CellType
     checked) as labelled pairs in the reference build: element = enhancer, `Regulated` = label, the measured gene's
     TSS +- CRISPR_PROMOTER_FLANK = promoter; pairs without a known TSS are dropped (logged)."""
-    from epiflow.crispr import read_crispr
-
     screen, stats = read_crispr(path, cell_line)
     known_tss = screen.gene_tss >= 0
     if (~known_tss).any():

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from epiflow import loci, plots
+from epiflow.io_crispr import read_crispr
 from epiflow.io_pairs import read_pair_table
 from epiflow.io_regions import read_tads
 from epiflow.metrics import aupr, precision_recall_f1
@@ -302,8 +303,6 @@ def crispr_section(screen: dict) -> dict:
 def screen_genes(screens: list[dict], line: str, limit: int = SCREEN_GENES) -> list[str]:
     """The genes the CRISPRi screens of `line` measured, those with the most regulated elements first (then the most
     tested pairs, then file order), at most `limit`: a screen of hundreds of genes would bury the page."""
-    from epiflow.crispr import read_crispr
-
     tables = [read_crispr(s["screen"])[0] for s in screens if s["cell_line"] == line and s.get("screen")]
     if not tables:
         return []
