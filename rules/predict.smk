@@ -142,6 +142,9 @@ rule predict_outputs:
         model=one_of(PREDICT_MODELS),
     conda:
         "../envs/predict.yaml"
+    resources:
+        # every candidate pair in memory: 2.0 GB on IMR90's 3.55 million (abc), above a 2000 MB default
+        mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         candidates=CANDIDATES,
     script:
@@ -198,5 +201,8 @@ rule predict_liftover:
         build="hg19|hg38",
     conda:
         "../envs/predict.yaml"
+    resources:
+        # every candidate pair in memory, as predict_outputs
+        mem_mb=lambda wc, attempt: 4000 * attempt,
     script:
         "../scripts/predict_liftover.py"

@@ -5,6 +5,7 @@ scripts/<rule>.py, the log under logs/<stage>/ and the benchmark file mirroring 
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO, rule_directives
 
@@ -50,3 +51,27 @@ def test_benchmarks_folder_holds_only_programs():
     assert not [p.name for p in (REPO / "benchmarks").iterdir() if p.is_dir() and p.name != "__pycache__"], (
         "benchmarks/ holds the research programs only; rule benchmark files go to logs/benchmarks/"
     )
+
+
+def read_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def test_cluster_profiles_give_every_rule_the_same_resources():
+    """profiles/generic and profiles/slurm-gpu say they are profiles/slurm for another submitter or GPU training:
+    the same default and per-rule memory and time; only slurm-gpu lets the rules ask for GPUs (no gpu key), and no
+    profile sends every job of a rule to one partition (slurm-gpu picks it per job from its partitions.yaml)."""
+    slurm, generic, gpu = (
+        read_yaml(REPO / "profiles" / name / "config.yaml") for name in ("slurm", "generic", "slurm-gpu")
+    )
+    unknown = set(slurm["set-resources"]) - {name for _, name, _ in RULES}
+    assert not unknown, unknown
+    assert generic["set-resources"] == slurm["set-resources"]
+    assert generic["default-resources"] == gpu["default-resources"] == slurm["default-resources"]
+    without_gpu = {rule: {k: v for k, v in res.items() if k != "gpu"} for rule, res in slurm["set-resources"].items()}
+    assert gpu["set-resources"] == without_gpu
+    assert slurm["set-resources"]["train_heldout"]["gpu"] == slurm["set-resources"]["predict_fit"]["gpu"] == 0
+    partitions = read_yaml(REPO / gpu["slurm-partition-config"])["partitions"]
+    assert {name: limits["max_gpu"] > 0 for name, limits in partitions.items()} == {"debug": False, "gpu": True}
+    for config in (slurm, generic, gpu):
+        assert not any("slurm_partition" in res for res in config["set-resources"].values())

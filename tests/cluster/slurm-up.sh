@@ -140,7 +140,7 @@ SlurmdTimeout=60
 GresTypes=gpu
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEMORY Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
-# the same node again as a "gpu" partition, the name profiles/slurm-gpu sends train_heldout to
+# the same node again as a "gpu" partition (profiles/slurm-gpu/partitions.yaml sends GPU jobs there)
 PartitionName=gpu Nodes=$NODE Default=NO MaxTime=INFINITE State=UP
 EOF
 

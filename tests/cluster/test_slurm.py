@@ -109,13 +109,13 @@ rule simulate_demo:
 rule pairs_extract:
     input: "results/sim/{cell}.txt"
     output: "results/pairs/{cell}.txt"
-    shell: "test {resources.mem_mb} -ge 4000 && cat {input} > {output}"
+    shell: "test {resources.mem_mb} -ge 4000 && cat {input} > {output}; echo partition=$SLURM_JOB_PARTITION >> {output}"
 
 rule train_heldout:
     input: expand("results/pairs/{cell}.txt", cell=["A", "B"])
     output: "results/model.txt"
     resources: gpu=1
-    shell: "cat {input} > {output}; echo gpu=${{CUDA_VISIBLE_DEVICES:-none}} >> {output}"
+    shell: "cat {input} > {output}; echo gpu=${{CUDA_VISIBLE_DEVICES:-none}} partition=$SLURM_JOB_PARTITION >> {output}"
 
 rule report_reflection:
     input: "results/model.txt"
@@ -134,13 +134,17 @@ def test_profile_runs_toy_workflow_with_retry(tmp_path, profile):
     _, result = snakemake(tmp_path, "--profile", f"profiles/{profile}", *poll, timeout=600)
 
     report = (tmp_path / "results" / "report.txt").read_text().splitlines()
-    assert report[:2] == ["A", "B"]
-    # slurm and generic override the rule's gpu=1 with gpu=0; slurm-gpu gets the GRES (gres.conf
-    # gives the stand-in device index 0, or none where slurm-up.sh could not mknod it)
+    assert report[0::2][:2] == ["A", "B"]
+    cpu_partitions, (gpu, train_partition) = {report[1], report[3]}, report[4].split()
+    # slurm and generic override the rule's gpu=1 with gpu=0 and use the default partition; slurm-gpu gets the
+    # GRES (gres.conf gives the stand-in device index 0, or none where slurm-up.sh could not mknod it), and its
+    # partitions.yaml sends the GPU job to the gpu partition and the CPU jobs to the other
     if profile == "slurm-gpu":
-        assert report[2] in {"gpu=0", "gpu=none"}
+        assert gpu in {"gpu=0", "gpu=none"}
+        assert (cpu_partitions, train_partition) == ({"partition=debug"}, "partition=gpu"), report
     else:
-        assert report[2] == "gpu=none"
+        assert gpu == "gpu=none"
+        assert (cpu_partitions, train_partition) == ({"partition=debug"}, "partition=debug"), report
     # each pairs_extract job failed once with 2000 MB and passed on the retry with 4000 MB
     log = result.stdout + result.stderr
     assert log.count("Trying to restart job") >= 2, log[-4000:]
