@@ -291,6 +291,11 @@ def check_sources():
 check_sources()
 
 
+def pair_format(cell_line):
+    """The pairs sheet format of a labelled cell line (bengi, targetfinder, bedpe, crispr)."""
+    return PAIRS.set_index("cell_line").at[cell_line, "format"]
+
+
 def track_format(cell_line, mark):
     """The sheet format of a cell line's mark, or None when the sheet has no such track."""
     rows = TRACKS[(TRACKS.cell_line == cell_line) & (TRACKS.mark == mark)]
@@ -310,7 +315,7 @@ def model_uses_gpu(model):
 def pairs_inputs(wildcards):
     """The pair source; for loop (bedpe) sources also the TSS table and the enhancer-mark peaks."""
     inputs = {"source": PAIR_SOURCES[wildcards.cell_line], "chrom_sizes": "results/reference/chrom_sizes.tsv"}
-    if PAIRS.set_index("cell_line").at[wildcards.cell_line, "format"] == "bedpe":
+    if pair_format(wildcards.cell_line) == "bedpe":
         mark = config["pairs_from_loops"]["enhancer_mark"]
         inputs["tss"] = "results/reference/tss.tsv.gz"
         inputs["peaks"] = TRACK_SOURCES[(wildcards.cell_line, mark)]

@@ -13,7 +13,8 @@ rule download_source:
     conda:
         "../envs/reference.yaml"
     params:
+        # url and sha256; `mirror` (where the bytes come from, not what they are) is read from the config by the
+        # script, so turning it on or off reruns no download and nothing after it
         entry=lambda wc, output: DOWNLOADS[output[0]],
-        mirror=config["mirror"],
     script:
         "../scripts/download_source.py"

@@ -10,9 +10,14 @@ rule pairs_extract:
     conda:
         "../envs/pairs.yaml"
     params:
-        format=lambda wc: PAIRS.set_index("cell_line").at[wc.cell_line, "format"],
-        peak_format=lambda wc: track_format(wc.cell_line, config["pairs_from_loops"]["enhancer_mark"]),
-        from_loops=config["pairs_from_loops"],
+        format=lambda wc: pair_format(wc.cell_line),
+        # only loop (bedpe) lines use these: a changed pairs_from_loops reruns no other line's table
+        peak_format=lambda wc: (
+            track_format(wc.cell_line, config["pairs_from_loops"]["enhancer_mark"])
+            if pair_format(wc.cell_line) == "bedpe"
+            else None
+        ),
+        from_loops=lambda wc: config["pairs_from_loops"] if pair_format(wc.cell_line) == "bedpe" else None,
         chrom_folds=PROTOCOL["chrom_folds"],
         chrom_map=config["reference"]["chrom_map"],
     script:

@@ -8,4 +8,5 @@ from epiflow.download import fetch  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
 entry = snakemake.params.entry  # noqa: F821
-fetch(entry["url"], snakemake.output[0], sha256=entry["sha256"], mirror=snakemake.params.mirror)  # noqa: F821
+mirror = snakemake.config.get("mirror")  # noqa: F821  (not a param: see rules/download.smk)
+fetch(entry["url"], snakemake.output[0], sha256=entry["sha256"], mirror=mirror)  # noqa: F821

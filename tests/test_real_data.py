@@ -231,3 +231,19 @@ def test_bengi_subset_honest_evaluation(bengi_subset):
     # only the training lines' TAD lists were fetched: IMR90's was never needed
     fetched = {p.name for p in (bengi_subset / "resources" / "cache").glob("*/*Arrowhead*")}
     assert fetched and not any("IMR90" in name for name in fetched)
+
+
+@pytest.mark.slow
+def test_bengi_subset_reruns_nothing_for_settings_it_does_not_use(bengi_subset, shared_data):
+    """`pairs_from_loops` shapes only bedpe lines' tables (these are BENGI's), and `mirror` says only where a URL's
+    bytes come from: changing either plans no job on the finished run."""
+
+    def planned(*args) -> str:
+        proc = run_snakemake(bengi_subset, "-n", *args)
+        return "" if "Nothing to be done" in proc.stdout + proc.stderr else proc.stdout[-3000:]
+
+    args = subset_args(shared_data)
+    assert planned(*args) == ""
+    (bengi_subset / "loops.yaml").write_text("pairs_from_loops: {seed: 2, max_distance: 1000000}\n")
+    assert planned("--configfile", "config/bengi_hg19.yaml", "loops.yaml", *args[2:]) == ""
+    assert planned(*[a for a in args if not a.startswith("mirror=")]) == ""

@@ -68,3 +68,49 @@ def test_chromosome_validation_reaches_the_training_rule(demo_run, tmp_path):
     assert set(val.cell_line) == {"lineA", "lineB", "lineC"}
     for fold, test_chroms in enumerate([["chr1", "chr2"], ["chr3", "chr4"]]):
         assert not val[val.fold == fold].chrom.isin(test_chroms).any()
+
+
+def test_mirror_on_or_off_downloads_nothing_again(tmp_path):
+    """`mirror` says where a URL's bytes come from, not what they are (the sha256 does): a source fetched from the
+    server is not fetched again when a mirror is set, nor the mirrored one when it is unset."""
+    import hashlib
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from conftest import copy_workflow
+
+    workdir = copy_workflow(tmp_path / "wf")
+    served, mirror = tmp_path / "served", tmp_path / "mirror"
+    served.mkdir(), mirror.mkdir()
+    body = b"\n".join(b"chr1\t%d\t%d\tp\t0\t.\t5\t-1\t-1\t50" % (i * 1000, i * 1000 + 500) for i in range(20)) + b"\n"
+    (served / "peaks.narrowPeak").write_bytes(body)
+    (mirror / "peaks.narrowPeak").write_bytes(body)
+    handler = partial(SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/peaks.narrowPeak"
+    sheet = workdir / "config/demo/tracks.tsv"
+    rows = sheet.read_text().splitlines()
+    rows = [rows[0] + "\tsha256"] + [
+        "\t".join([*r.split("\t")[:2], url, "narrowpeak", hashlib.sha256(body).hexdigest()])
+        if r.startswith("lineA\tH3K27ac\t")
+        else r + "\t"
+        for r in rows[1:]
+    ]
+    sheet.write_text("\n".join(rows) + "\n")
+    try:
+        plan = run_snakemake(workdir, "-n").stdout
+        target = re.search(r"resources/cache/\S+/peaks\.narrowPeak", plan).group(0)
+        run_snakemake(workdir, target)  # from the server
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert (workdir / target).read_bytes() == body
+    assert planned_jobs(workdir, target, "--config", f"mirror={mirror}") == {}
+    (workdir / target).unlink()
+    run_snakemake(workdir, target, "--config", f"mirror={mirror}")  # the server is gone: from the mirror
+    assert (workdir / target).read_bytes() == body
+    assert planned_jobs(workdir, target) == {}
+    assert planned_jobs(workdir, target, "--forcerun", "download_source") == {"download_source": 1}

@@ -109,13 +109,13 @@ rule simulate_demo:
 rule pairs_extract:
     input: "results/sim/{cell}.txt"
     output: "results/pairs/{cell}.txt"
-    shell: "test {resources.mem_mb} -ge 4000 && cat {input} > {output}; echo partition=$SLURM_JOB_PARTITION >> {output}"
+    shell: "test {resources.mem_mb} -ge 4000 && cat {input} > {output} && echo p=$SLURM_JOB_PARTITION >> {output}"
 
 rule train_heldout:
     input: expand("results/pairs/{cell}.txt", cell=["A", "B"])
     output: "results/model.txt"
     resources: gpu=1
-    shell: "cat {input} > {output}; echo gpu=${{CUDA_VISIBLE_DEVICES:-none}} partition=$SLURM_JOB_PARTITION >> {output}"
+    shell: "cat {input} > {output}; echo gpu=${{CUDA_VISIBLE_DEVICES:-none}} p=$SLURM_JOB_PARTITION >> {output}"
 
 rule report_reflection:
     input: "results/model.txt"
@@ -141,10 +141,10 @@ def test_profile_runs_toy_workflow_with_retry(tmp_path, profile):
     # partitions.yaml sends the GPU job to the gpu partition and the CPU jobs to the other
     if profile == "slurm-gpu":
         assert gpu in {"gpu=0", "gpu=none"}
-        assert (cpu_partitions, train_partition) == ({"partition=debug"}, "partition=gpu"), report
+        assert (cpu_partitions, train_partition) == ({"p=debug"}, "p=gpu"), report
     else:
         assert gpu == "gpu=none"
-        assert (cpu_partitions, train_partition) == ({"partition=debug"}, "partition=debug"), report
+        assert (cpu_partitions, train_partition) == ({"p=debug"}, "p=debug"), report
     # each pairs_extract job failed once with 2000 MB and passed on the retry with 4000 MB
     log = result.stdout + result.stderr
     assert log.count("Trying to restart job") >= 2, log[-4000:]
