@@ -54,7 +54,8 @@ def check_demo_keys():
     """A run on a genome of its own (reference.build or reference.annotation other than the demo's) must set every
     DEMO_KEYS key in its own config, and predict.candidates.max_distance when it predicts: the demo's values (the
     simulated chromosomes' folds, lineE, the planted cue H2AZ, 1 Mb for 3 Mb chromosomes) would otherwise reach it
-    silently."""
+    silently. The genome is told by build and annotation: a FASTA or chrom sizes of one's own with the demo's
+    annotation and build counts as the demo's genome (its chromosomes are checked against the sizes later)."""
     demo = yaml.safe_load((Path(workflow.basedir) / "config" / "config.yaml").read_text())["reference"]
     reference = config["reference"]
     if (reference.get("build"), reference.get("annotation")) == (demo.get("build"), demo.get("annotation")):

@@ -46,6 +46,16 @@ def real_workflow(tmp_path_factory, shared_data):
     return copy_workflow(root / "wf")
 
 
+@pytest.mark.parametrize("name", ["bengi_hg19", "targetfinder_hg19"])
+def test_real_study_config_plans(real_workflow, name):
+    """Every shipped config of a genome of its own passes the parse-time checks (the demo keys among them)."""
+    proc = run_snakemake(
+        real_workflow, "-n", "--configfile", f"config/{name}.yaml", "--config", "mirror=../shared/data"
+    )
+    planned = proc.stdout + proc.stderr
+    assert "train_heldout" in planned and "report_reflection" in planned and "simulate_demo" not in planned
+
+
 def test_predict_hg19_plans(real_workflow):
     proc = run_snakemake(
         real_workflow, "-n", "--configfile", "config/predict_hg19.yaml", "--config", "mirror=../shared/data"

@@ -1,5 +1,6 @@
-"""epiflow.crispr: the EPCrisprBenchmark reader, matching against a brute-force loop, baselines, the bootstrap
-(agreement with metrics.py, coverage, paired deltas), the entry script, and the real ENCODE K562 screen."""
+"""epiflow.io_crispr (the EPCrisprBenchmark and predictions readers) and epiflow.crispr: matching against a
+brute-force loop, baselines, the bootstrap (agreement with metrics.py, coverage, paired deltas), the entry script,
+and the real ENCODE K562 screen."""
 
 import gzip
 import json
@@ -188,6 +189,17 @@ def test_read_predictions_refuses_a_row_whose_field_count_differs_from_the_heade
         io_crispr.read_predictions(path, "score")
     path.write_text(NAMED + rows.replace("e\t2", "e2").replace("9\tG", "9\te2\tG").replace("\n", "\r\n"))
     assert io_crispr.read_predictions(path, "score").score.tolist() == [0.1, 0.3]  # mended, as plain CRLF text
+
+
+def test_read_predictions_takes_quotes_as_text_and_skips_whitespace_lines(tmp_path):
+    path = tmp_path / "quoted.tsv"
+    # a stray quote: with pandas' default quoting the two rows would merge into one (gene 'G\t0.1\nchr1...')
+    path.write_text(NAMED + 'chr1\t1\t2\te1\t"G\t0.1\n   \nchr1\t5\t9\te2\tH\t0.3\n \t \nchr1\t7\t9\te3\tH\tx\n')
+    with pytest.raises(InputError, match=r"quoted\.tsv line 6: score 'x'"):  # line numbers stay the file's
+        io_crispr.read_predictions(path, "score")
+    path.write_text(NAMED + 'chr1\t1\t2\te1\t"G\t0.1\n   \nchr1\t5\t9\te2\tH\t0.3\n')
+    frame = io_crispr.read_predictions(path, "score")
+    assert frame.gene.tolist() == ['"G', "H"] and frame.score.tolist() == [0.1, 0.3]
 
 
 def test_a_file_without_any_chain_is_refused(tmp_path):

@@ -112,6 +112,8 @@ def test_a_cut_or_malformed_chain_file_is_refused_naming_the_line(tmp_path):
         load("".join(lines[:2]) + "10000 10")
     with pytest.raises(InputError, match=r"line 6: a chain header of 8 fields \(expected `chain score tName"):
         load("".join(lines[:5]) + "chain 900 chrA 100000 + 60000 70000 chrB\n")
+    with pytest.raises(InputError, match=r"line 1: a chain header of 13 fields \(expected"):  # not an ASCII digit
+        load(CHAIN.replace("chrA 100000 + 0 50000", "chrA 100000 + 0 5000\u00b2", 1))
     with pytest.raises(InputError, match=r"line 5: '1' after the last block of a chain"):
         load("".join(lines[:4]) + "1\n")
     with pytest.raises(InputError, match=r"line 2: '<html><body>404 Not Found</body></html>' before any chain"):

@@ -71,7 +71,7 @@ def test_cluster_profiles_give_every_rule_the_same_resources():
     without_gpu = {rule: {k: v for k, v in res.items() if k != "gpu"} for rule, res in slurm["set-resources"].items()}
     assert gpu["set-resources"] == without_gpu
     assert slurm["set-resources"]["train_heldout"]["gpu"] == slurm["set-resources"]["predict_fit"]["gpu"] == 0
-    partitions = read_yaml(REPO / gpu["slurm-partition-config"])["partitions"]
+    partitions = read_yaml(REPO / "profiles/slurm-gpu" / gpu["slurm-partition-config"])["partitions"]
     assert {name: limits["max_gpu"] > 0 for name, limits in partitions.items()} == {"debug": False, "gpu": True}
     for config in (slurm, generic, gpu):
         assert not any("slurm_partition" in res for res in config["set-resources"].values())

@@ -1,7 +1,7 @@
 """Reading CRISPRi screens (EPCrisprBenchmark TSV) and enhancer-gene predictions (ABC / ENCODE-rE2G columns), with
 the checks that name the file and line of the first bad row. numpy and pandas only, so the pair-sheet reader
-(`crispr` format) and the predict report read screens without the benchmark's dependencies (epiflow.crispr, which
-re-exports these names, scores them).
+(`crispr` format) and the predict report read screens without the benchmark's dependencies (epiflow.crispr scores
+them).
 
 ``distance`` is the file's ``distanceToTSS`` (EPCrisprBenchmark's own, to the TSS of its gene universe) where
 given, else |element midpoint - startTSS|. A pair with an unknown TSS (``startTSS == endTSS == 0``) gets
@@ -10,6 +10,7 @@ given, else |element midpoint - startTSS|. A pair with an unknown TSS (``startTS
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import re
@@ -178,7 +179,7 @@ def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, ch
     absent)."""
     try:
         compression = "gzip" if is_gzip(path) else None  # by content, whatever the name says
-        header = pd.read_csv(path, sep="\t", nrows=0, compression=compression).columns
+        header = pd.read_csv(path, sep="\t", nrows=0, compression=compression, quoting=csv.QUOTE_NONE).columns
     except (OSError, ValueError, EOFError) as err:
         raise InputError(f"{path}: cannot read predictions ({err})") from err
     chrom = "chrom" if "chrom" in header else "chr"
@@ -196,9 +197,10 @@ def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, ch
         keep_default_na=False,
         skip_blank_lines=False,
         compression=compression,
+        quoting=csv.QUOTE_NONE,  # a quote is text, as check_field_counts counts the fields
     )
     table.index = np.arange(len(table)) + 2  # 1-based file lines after the header
-    table = table[(table != "").any(axis=1)]  # blank lines
+    table = table[(table.apply(lambda column: column.str.strip()) != "").any(axis=1)]  # blank lines
     if table.empty:
         raise InputError(f"{path}: only a header line (expected prediction rows after it)")
     table[chrom] = harmonize_chroms(table[chrom].str.strip(), None, chrom_map, path)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import zlib
 
 import numpy as np
@@ -53,6 +54,7 @@ def load_chain(path: str | os.PathLike) -> LiftOver:
     return chain
 
 
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit would take "²", which int() refuses
 _CHAIN_HEADER = "`chain score tName tSize tStrand tStart tEnd qName qSize qStrand qStart qEnd [id]`"
 _CHAIN_BLOCK = "`size dt dq`, or `size` alone for a chain's last block"
 
@@ -85,14 +87,14 @@ def check_chain(path: str | os.PathLike) -> None:
 
 def _chain_header(path, number: int, fields: list[str]) -> list:
     numbers = [fields[i] for i in (3, 5, 6, 8, 10, 11)] if len(fields) in (12, 13) else []
-    if not numbers or not all(n.isdigit() for n in numbers) or {fields[4], fields[9]} - {"+", "-"}:
+    if not numbers or not all(_DIGITS.fullmatch(n) for n in numbers) or {fields[4], fields[9]} - {"+", "-"}:
         fail(path, number, f"a chain header of {len(fields)} fields (expected {_CHAIN_HEADER}, integer positions)")
     t_start, t_end, q_start, q_end = (int(fields[i]) for i in (5, 6, 10, 11))
     return [number, t_end - t_start, q_end - q_start, 0, 0, False]
 
 
 def _chain_block(path, number: int, fields: list[str], chain: list) -> None:
-    if len(fields) not in (1, 3) or not all(f.isdigit() for f in fields):
+    if len(fields) not in (1, 3) or not all(_DIGITS.fullmatch(f) for f in fields):
         fail(path, number, f"{' '.join(fields)[:40]!r} (expected {_CHAIN_BLOCK})")
     size, dt, dq = ([int(f) for f in fields] + [0, 0])[:3]
     chain[3] += size + dt
