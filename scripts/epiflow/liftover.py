@@ -46,12 +46,9 @@ def load_chain(path: str | os.PathLike) -> LiftOver:
         raise InputError(f"{path}: chain file not found (expected a UCSC .over.chain[.gz] file)")
     check_chain(path)
     try:
-        chain = LiftOver(path)
+        return LiftOver(path)
     except Exception as err:  # pyliftover raises bare Exception on a malformed chain; gzip/OS errors too
         raise InputError(f"{path}: cannot read as a UCSC chain file ({err})") from err
-    if not chain.chain_file.chains:  # pyliftover reads a file without any `chain` header as empty
-        raise InputError(f"{path}: no chain in it (expected a UCSC .over.chain[.gz] file of `chain ...` blocks)")
-    return chain
 
 
 _DIGITS = re.compile(r"[0-9]+")  # str.isdigit would take "²", which int() refuses
@@ -64,7 +61,8 @@ def check_chain(path: str | os.PathLike) -> None:
     lines with integer sizes and positions, each followed by block lines `size dt dq` and a last `size`, whose sizes
     and gaps add up to the header's tEnd - tStart and qEnd - qStart. A file cut inside a chain (a download stopped
     early, a partial copy) fails the last check. The first problem is an InputError naming the line. A file cut
-    exactly between two chains cannot be told from a shorter one: a checksum can."""
+    exactly between two chains cannot be told from a shorter one: a checksum can. A file without any chain (only
+    comments or blank lines, which pyliftover would read as an empty chain) is an InputError too."""
     chain, number = None, 0  # chain: [header line, target span, query span, target sum, query sum, closed]
     try:
         with open_by_content(path, "rt", encoding="utf-8", errors="replace") as handle:
@@ -82,6 +80,8 @@ def check_chain(path: str | os.PathLike) -> None:
                     _chain_block(path, number, fields, chain)
     except (OSError, EOFError, zlib.error) as err:
         raise InputError(f"{path}: cannot read as a UCSC chain file ({err})") from err
+    if chain is None:
+        raise InputError(f"{path}: no chain in it (expected a UCSC .over.chain[.gz] file of `chain ...` blocks)")
     _check_chain_closed(path, chain, number)
 
 
@@ -103,7 +103,7 @@ def _chain_block(path, number: int, fields: list[str], chain: list) -> None:
 
 
 def _check_chain_closed(path, chain: list | None, last_line: int) -> None:
-    if chain is None:
+    if chain is None:  # the first header: no chain before it
         return
     header, t_span, q_span, t_sum, q_sum, closed = chain
     if not closed or (t_sum, q_sum) != (t_span, q_span):
