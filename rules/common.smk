@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake.common.configfile import load_configfile
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from epiflow.io_text import open_by_content  # noqa: E402
@@ -50,26 +51,41 @@ def _lookup(tree, key):
     return True, tree
 
 
+def own_config():
+    """What the run's own --configfile files and --config set, merged; config/config.yaml among the --configfile
+    files is left out, as it holds the demo's values that check_demo_keys looks for."""
+    demo = (Path(workflow.basedir) / "config" / "config.yaml").resolve()
+    given = {}
+    for path in workflow.config_settings.configfiles:
+        if Path(path).resolve() != demo:
+            update_config(given, load_configfile(path))
+    update_config(given, dict(workflow.config_settings.config))
+    return given
+
+
 def check_demo_keys():
-    """A run on a genome of its own (reference.build or reference.annotation other than the demo's) must set every
+    """A run on a genome of its own (reference.build, fasta or annotation other than the demo's) must set every
     DEMO_KEYS key in its own config, and predict.candidates.max_distance when it predicts: the demo's values (the
     simulated chromosomes' folds, lineE, the planted cue H2AZ, 1 Mb for 3 Mb chromosomes) would otherwise reach it
-    silently. The genome is told by build and annotation: a FASTA or chrom sizes of one's own with the demo's
-    annotation and build counts as the demo's genome (its chromosomes are checked against the sizes later)."""
+    silently. Chrom sizes of one's own with the demo's FASTA, build and annotation count as the demo's genome (its
+    chromosomes are checked against the sizes later)."""
+    genome = ("build", "fasta", "annotation")
     demo = yaml.safe_load((Path(workflow.basedir) / "config" / "config.yaml").read_text())["reference"]
     reference = config["reference"]
-    if (reference.get("build"), reference.get("annotation")) == (demo.get("build"), demo.get("annotation")):
+    differ = [key for key in genome if reference.get(key) != demo.get(key)]
+    if not differ:
         return
-    given = workflow.config_settings.overwrite_config  # every --configfile and --config, merged
+    given = own_config()
     keys = list(DEMO_KEYS) + (["predict.candidates.max_distance"] if config["predict"].get("lines") else [])
     inherited = [f"{key} ({_lookup(config, key)[1]!r})" for key in keys if not _lookup(given, key)[0]]
     if inherited:
+        named = [f"{key} {reference.get(key)!r}" for key in differ]
+        differs = f"{', '.join(named[:-1])} and {named[-1]} are" if len(named) > 1 else f"{named[0]} is"
         config_error(
             "reference",
-            f"build {reference.get('build')!r} and annotation {reference.get('annotation')!r} are not the demo's, but "
-            "these keys keep the demo's values from config/config.yaml, which name the simulated genome and its data: "
-            f"{', '.join(inherited)} (expected each set in your config, as config/template.yaml does; null or [] "
-            "where not used)",
+            f"{differs} not the demo's, but these keys keep the demo's values from config/config.yaml, which name the "
+            f"simulated genome and its data: {', '.join(inherited)} (expected each set in your config, as "
+            "config/template.yaml does; null or [] where not used)",
         )
 
 

@@ -90,7 +90,9 @@ def test_a_genome_of_its_own_must_set_the_demo_keys(workflow):
     proc = run_snakemake(workflow, "-n", "--configfile", "own.yaml", check=False, timeout=300)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "own.yaml: reference: build 'hg38' and annotation 'genes.bed' are not the demo's" in text, text[-2000:]
+    assert "own.yaml: reference: build 'hg38', fasta None and annotation 'genes.bed' are not the demo's" in text, text[
+        -2000:
+    ]
     listed = re.search(r"from config/config\.yaml, which name the simulated genome and its data: (.*) \(expected", text)
     keys = re.findall(r"([\w.]+) \(", listed.group(1))
     assert keys == [
@@ -121,6 +123,18 @@ def test_a_genome_of_its_own_must_set_the_demo_keys(workflow):
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "keep the demo's values" not in text
     assert "pairs: sheet p.tsv not found" in text, text[-2000:]
+
+
+def test_the_demo_config_given_again_sets_no_demo_key(workflow):
+    """config/config.yaml among the --configfile files holds the demo's values: listing it does not count as setting
+    them; a FASTA of one's own (the demo's build and annotation kept) is another genome too."""
+    (workflow / "own.yaml").write_text("reference: {fasta: own.fa.gz}\nmarks: [H3K27ac]\n")
+    proc = run_snakemake(workflow, "-n", "--configfile", "config/config.yaml", "own.yaml", check=False, timeout=300)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "reference: fasta 'own.fa.gz' is not the demo's" in text, text[-2000:]
+    listed = re.search(r"which name the simulated genome and its data: (.*) \(expected", text)
+    assert re.findall(r"([\w.]+) \(", listed.group(1))[:3] == ["reference.build", "reference.annotation", "pairs"]
 
 
 def test_the_demo_genome_with_other_keys_needs_no_demo_key(workflow):
