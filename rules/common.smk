@@ -11,7 +11,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from epiflow.errors import InputError  # noqa: E402
 from epiflow.io_text import open_by_content  # noqa: E402
+from epiflow import metrics  # noqa: E402
 from epiflow.models import available_models, model_params, unknown_params  # noqa: E402
 from epiflow.predict import calibration_settings, deployed_params  # noqa: E402
 from epiflow.train import check_model_params, training_lines  # noqa: E402
@@ -92,11 +94,12 @@ def check_demo_keys():
 check_demo_keys()
 
 
-def check_threshold_rule(key, rule):
-    """A `recall` or `precision` threshold rule needs a target in (0, 1] (epiflow.metrics.choose_threshold)."""
-    target = rule.get("target")
-    if rule.get("rule", "f1") != "f1" and (target is None or not 0 < target <= 1):
-        config_error(f"{key}.target", f"rule {rule['rule']} needs a target in (0, 1] (got {target!r})")
+def check_threshold_key(key, rule):
+    """A threshold rule as epiflow.metrics.check_threshold_rule takes it, checked before any job."""
+    try:
+        metrics.check_threshold_rule(rule.get("rule", "f1"), rule.get("target"))
+    except InputError as err:
+        config_error(key, str(err))
 
 
 def load_sheet(key, schema, unique):
@@ -188,7 +191,7 @@ def check_config():
         except (KeyError, ValueError) as error:  # KeyError: screen_with names an unknown model
             config_error(f"model_params.{model}", str(error.args[0] if error.args else error))
     calibration = config["calibration"]
-    check_threshold_rule("calibration.threshold", calibration["threshold"])
+    check_threshold_key("calibration.threshold", calibration["threshold"])
     if calibration["threshold_reweight"] == "always" and not calibration["label_shift_apply"]:
         config_error(
             "calibration.threshold_reweight",
@@ -419,7 +422,7 @@ def predict_peaks(wc):
 
 def check_predict():
     """Cross-checks of the predict config and the sheets that no schema can express (before any job)."""
-    check_threshold_rule("predict.threshold", config["predict"]["threshold"])
+    check_threshold_key("predict.threshold", config["predict"]["threshold"])
     unknown = [c for c in PREDICT_TRAIN if c not in CELL_LINES]
     if unknown:
         config_error("predict.train", f"line(s) {unknown} have no row in the pairs sheet {config['pairs']}")

@@ -173,7 +173,10 @@ def test_threshold_reweighted_to_the_heldout_estimate_without_label_shift_apply(
 def test_recall_rule_without_a_target(plain, key):
     (plain / "config/no_target.yaml").write_text(f"{key}: {{threshold: {{rule: recall, target: null}}}}\n")
     text = failed_run(plain, "-n", "--configfile", "config/config.yaml", "config/no_target.yaml")
-    message(text, rf"no_target\.yaml: {key}\.threshold\.target: rule recall needs a target in \(0, 1\] \(got None")
+    message(
+        text,
+        rf"no_target\.yaml: {key}\.threshold: threshold rule .recall.: target None \(expected a number in \(0, 1\]\)",
+    )
 
 
 def test_marks_missing_for_one_cell_line(plain):

@@ -162,3 +162,11 @@ def test_binary_metrics_keys_and_values(random_data):
 def test_bad_input_names_the_row(y, p, message):
     with pytest.raises(InputError, match=message):
         metrics.binary_metrics(y, p, threshold=0.5)
+
+
+@pytest.mark.parametrize("target", [None, 0, 1.5, "0.7", True])
+def test_threshold_rule_refuses_a_target_outside_0_1(target):
+    with pytest.raises(InputError, match=r"expected a number in \(0, 1\]"):
+        metrics.check_threshold_rule("precision", target)
+    metrics.check_threshold_rule("f1", target)  # f1 takes no target
+    metrics.check_threshold_rule("recall", np.float32(0.7))

@@ -9,6 +9,7 @@ and equal-width bins would leave the informative high-score range with a handful
 from __future__ import annotations
 
 import logging
+import numbers
 
 import numpy as np
 import pandas as pd
@@ -159,6 +160,16 @@ def precision_recall_f1(y, p, threshold: float) -> tuple[float, float, float]:
     return float(precision), float(recall), float(f1)
 
 
+def check_threshold_rule(rule: str, target: float | None) -> None:
+    """InputError unless `rule` is f1, or recall / precision with a target in (0, 1] (also checked at parse time)."""
+    if rule == "f1":
+        return
+    if rule not in ("recall", "precision"):
+        raise InputError(f"threshold rule {rule!r} (expected 'f1', 'recall' or 'precision')")
+    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not 0.0 < target <= 1.0:
+        raise InputError(f"threshold rule {rule!r}: target {target!r} (expected a number in (0, 1])")
+
+
 def choose_threshold(y, p, rule: str = "f1", target: float | None = None, sample_weight=None) -> float:
     """Pick a decision threshold (positive when ``p >= threshold``) among the observed scores.
 
@@ -179,10 +190,7 @@ def choose_threshold(y, p, rule: str = "f1", target: float | None = None, sample
         total = precision + recall
         f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
         return float(thresholds[np.flatnonzero(f1 == f1.max())[-1]])
-    if rule not in ("recall", "precision"):
-        raise InputError(f"threshold rule {rule!r} (expected 'f1', 'recall' or 'precision')")
-    if target is None or not 0.0 < target <= 1.0:
-        raise InputError(f"threshold rule {rule!r}: target {target!r} (expected a number in (0, 1])")
+    check_threshold_rule(rule, target)
     if rule == "recall":
         # recall never rises with the threshold, and the lowest threshold has recall 1
         return float(thresholds[np.flatnonzero(recall >= target)[-1]])
