@@ -12,7 +12,7 @@ from snakemake.utils import update_config, validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from epiflow.errors import InputError  # noqa: E402
-from epiflow.io_text import open_by_content  # noqa: E402
+from epiflow.io_text import open_by_content, read_table  # noqa: E402
 from epiflow import metrics  # noqa: E402
 from epiflow.models import available_models, model_params, unknown_params  # noqa: E402
 from epiflow.predict import calibration_settings, deployed_params  # noqa: E402
@@ -69,12 +69,14 @@ def check_demo_keys():
     """A run on a genome of its own (reference.build, fasta or annotation other than the demo's) must set every
     DEMO_KEYS key in its own config, and predict.candidates.max_distance when it predicts: the demo's values (the
     simulated chromosomes' folds, lineE, the planted cue H2AZ, 1 Mb for 3 Mb chromosomes) would otherwise reach it
-    silently. Chrom sizes of one's own with the demo's FASTA, build and annotation count as the demo's genome (its
-    chromosomes are checked against the sizes later)."""
+    silently. Chrom sizes of one's own, or a null FASTA (no sequence features), with the demo's build and annotation
+    count as the demo's genome (its chromosomes are checked against the sizes later)."""
     genome = ("build", "fasta", "annotation")
     demo = yaml.safe_load((Path(workflow.basedir) / "config" / "config.yaml").read_text())["reference"]
     reference = config["reference"]
     differ = [key for key in genome if reference.get(key) != demo.get(key)]
+    if reference.get("fasta") is None and "fasta" in differ:
+        differ.remove("fasta")  # a null FASTA turns sequence features off; it names no other genome
     if not differ:
         return
     given = own_config()
@@ -109,12 +111,16 @@ def load_sheet(key, schema, unique):
         return None
     if not os.path.exists(path):
         config_error(key, f"sheet {path} not found")
-    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
+    try:  # indexed by file line: comment lines (#) and blank lines are counted, not read
+        sheet = read_table(path, header=True, skip_prefixes=("#",))
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
     required = {"tracks": ("cell_line", "mark", "source", "format"), "crispr": ("name", "cell_line", "source", "build")}
     for column in required.get(key, ("cell_line", "source", "format")):
         if column not in sheet.columns:
             raise WorkflowError(
-                f"{path} line 1: missing column {column!r} in the header {list(sheet.columns)} (expected it there)"
+                f"{path} line {sheet.attrs['header_line']}: missing column {column!r} in the header "
+                f"{list(sheet.columns)} (expected it there)"
             )
     for i, row in sheet.iterrows():
         try:
@@ -125,7 +131,7 @@ def load_sheet(key, schema, unique):
             field = ".".join(str(p) for p in getattr(cause, "path", [])) or "row"
             detail = getattr(cause, "message", str(err))
             raise WorkflowError(
-                f"{path} line {i + 2}: column {field}: {detail} (expected by {schema.removeprefix('../')})"
+                f"{path} line {i}: column {field}: {detail} (expected by {schema.removeprefix('../')})"
             ) from None
     dup = sheet.duplicated(unique)
     if dup.any():
@@ -133,7 +139,7 @@ def load_sheet(key, schema, unique):
         repeated = tuple(sheet.loc[again, unique])
         first = sheet.index[(sheet[unique] == repeated).all(axis=1)][0]
         raise WorkflowError(
-            f"{path} line {again + 2}: duplicate {' x '.join(unique)} {repeated}, already on line {first + 2} "
+            f"{path} line {again}: duplicate {' x '.join(unique)} {repeated}, already on line {first} "
             "(expected one row each)"
         )
     sheet["sheet"] = path
@@ -290,7 +296,7 @@ def check_sources():
     are in a local chrom sizes file (else pairs_extract checks them once the chrom sizes are built)."""
     for sheet in (PAIRS, TRACKS, TADS, CRISPR):
         for i, row in (sheet if sheet is not None else pd.DataFrame()).iterrows():
-            where = f"{row['sheet']} line {i + 2}"
+            where = f"{row['sheet']} line {i}"
             check_local_source(where, row["source"], row_path(row), row.get("sha256") or None)
     ref = config["reference"]
     for key, path in (("fasta", FASTA_SOURCE), ("annotation", ANNOTATION_SOURCE), ("chrom_sizes", CHROM_SIZES_SOURCE)):
@@ -444,7 +450,7 @@ def check_predict():
     for i, row in (CRISPR if CRISPR is not None else pd.DataFrame()).iterrows():
         if row["cell_line"] not in PREDICT_LINES:
             raise WorkflowError(
-                f"{row['sheet']} line {i + 2}: screen {row['name']!r} of cell line {row['cell_line']!r}, which has no "
+                f"{row['sheet']} line {i}: screen {row['name']!r} of cell line {row['cell_line']!r}, which has no "
                 f"predictions (expected a line of predict.lines: {PREDICT_LINES})"
             )
 

@@ -118,6 +118,32 @@ def test_sheet_missing_column(plain):
     message(text, r"config/demo/bad_pairs\.tsv line 1: missing column 'format' .*expected")
 
 
+def test_sheet_lines_count_comments_and_blank_lines(plain):
+    """Sheet messages name the file's own lines: comment and blank lines are counted (config/bengi/tracks.tsv
+    opens with three comment lines)."""
+    header, rows = read_sheet(plain, "pairs.tsv")
+    rows[1][2] = "hic"
+    lines = [
+        "# a sheet of one's own",
+        "# cell_line  source  format",
+        "\t".join(header),
+        rows[0],
+        "",
+        rows[1],
+        *rows[2:],
+    ]
+    (plain / SHEETS / "commented.tsv").write_text("\n".join(r if isinstance(r, str) else "\t".join(r) for r in lines))
+    text = failed_run(plain, "-n", "--config", f"pairs={SHEETS / 'commented.tsv'}")
+    message(text, r"commented\.tsv line 6: column format: 'hic' is not one of")
+    (plain / SHEETS / "commented.tsv").write_text("# two\n# comments\ncell_line\tsource\nlineA\tx.tsv\n")
+    text = failed_run(plain, "-n", "--config", f"pairs={SHEETS / 'commented.tsv'}")
+    message(text, r"commented\.tsv line 3: missing column 'format'")
+    short = ["#", "\t".join(header), "\t".join(rows[0][:2])]  # a row short of the header's fields
+    (plain / SHEETS / "commented.tsv").write_text("\n".join(short) + "\n")
+    text = failed_run(plain, "-n", "--config", f"pairs={SHEETS / 'commented.tsv'}")
+    message(text, r"commented\.tsv line 3: 2 columns \(expected 3, separated by")
+
+
 def test_sheet_duplicate_cell_line_and_mark(plain):
     header, rows = read_sheet(plain, "tracks.tsv")
     sheet = write_sheet(plain, "bad_tracks.tsv", header, [*rows, rows[2]])

@@ -90,9 +90,7 @@ def test_a_genome_of_its_own_must_set_the_demo_keys(workflow):
     proc = run_snakemake(workflow, "-n", "--configfile", "own.yaml", check=False, timeout=300)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "own.yaml: reference: build 'hg38', fasta None and annotation 'genes.bed' are not the demo's" in text, text[
-        -2000:
-    ]
+    assert "own.yaml: reference: build 'hg38' and annotation 'genes.bed' are not the demo's" in text, text[-2000:]
     listed = re.search(r"from config/config\.yaml, which name the simulated genome and its data: (.*) \(expected", text)
     keys = re.findall(r"([\w.]+) \(", listed.group(1))
     assert keys == [

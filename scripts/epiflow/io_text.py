@@ -115,13 +115,14 @@ def read_table(
     Blank lines and lines starting with `skip_prefixes` are skipped. `header`: True = the first data line holds
     column names; "infer" = it does when its second field is not an integer (e.g. HiCCUPS `chr1 x1 x2 ...`);
     False = columns are numbered 0..n-1. Every data line must have `ncols` fields (or at least `min_cols`).
+    The header's own 1-based line number is in `frame.attrs["header_line"]` (None without a header).
     """
     text = read_text(path).replace("\r\n", "\n")
     lines = text.split("\n")
     keep = [i for i, line in enumerate(lines) if line.strip() and not line.startswith(skip_prefixes)]
     if not keep:
         raise InputError(f"{path}: no data lines (empty file; expected at least one data line)")
-    names = None
+    names = header_line = None
     if header is True or (header == "infer" and not _looks_like_data(lines[keep[0]], sep)):
         header_line = keep.pop(0)
         names = [name.strip() for name in lines[header_line].split(sep)]
@@ -145,6 +146,7 @@ def read_table(
     frame.index = counts.index
     if names is not None:
         frame.columns = names
+    frame.attrs["header_line"] = None if header_line is None else header_line + 1
     return frame
 
 
