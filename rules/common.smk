@@ -538,6 +538,15 @@ CRISPR_OPTIONS = config.get("crispr_options") or {}
 # external predictors (ABC, ENCODE-rE2G, ...): registered at parse time so a URL source gets its download job
 CRISPR_PREDICTORS = [p | {"source": source_path(p["source"])} for p in config.get("crispr_predictors") or []]
 CRISPR_CHAINS = {key: source_path(path) for key, path in (config.get("liftover") or {}).items() if path}
+# an input, so a URL is fetched and a changed list reruns the benchmarks
+EXPRESSED_GENES = source_path(CRISPR_OPTIONS["expressed_genes"]) if CRISPR_OPTIONS.get("expressed_genes") else None
+if (
+    EXPRESSED_GENES
+    and CRISPR is not None
+    and "://" not in CRISPR_OPTIONS["expressed_genes"]
+    and not os.path.exists(EXPRESSED_GENES)
+):
+    config_error("crispr_options.expressed_genes", f"{EXPRESSED_GENES} not found (expected a file, one gene per line)")
 
 
 def check_crispr_predictors():
@@ -605,4 +614,5 @@ def crispr_inputs(wildcards):
         "predictions": list(crispr_prediction_files(wildcards.name).values()),
         "external": [p["source"] for p in crispr_external(wildcards.name)],
         "chains": list(crispr_chains(wildcards.name).values()),
+        "expressed": EXPRESSED_GENES or [],
     }

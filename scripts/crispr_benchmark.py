@@ -11,6 +11,7 @@ import pandas as pd
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import crispr, io_crispr, runlog  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
+from epiflow.io_text import read_gene_list  # noqa: E402
 from epiflow.liftover import load_chain  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
@@ -46,9 +47,8 @@ for external, path in zip(sm.params.external, sm.input.external, strict=True):
         frame, stats["lift"][spec.name] = crispr.lift_pairs(frame, chains[external["build"]])
     predicted.append((spec, frame))
 
-expressed = None
-if options.get("expressed_genes"):  # optional: one gene (symbol or Ensembl id) per line
-    expressed = pd.read_csv(options["expressed_genes"], header=None, dtype=str)[0].str.strip()
+# optional: one gene (symbol or Ensembl id) per line
+expressed = pd.Series(read_gene_list(sm.input.expressed), dtype=str) if sm.input.expressed else None
 table, specs = crispr.score_table(pairs, tss, predicted, expressed)
 n_boot, seed = int(options.get("bootstrap", 1000)), int(options.get("seed", 0))
 counts = crispr.bootstrap_counts(len(table), n_boot, seed)

@@ -8,6 +8,7 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
 from epiflow.candidates import one_tss_per_gene, predict_candidates, read_candidate_peaks  # noqa: E402
 from epiflow.io import read_chrom_sizes, read_tss  # noqa: E402
+from epiflow.io_text import read_gene_list  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
@@ -21,10 +22,7 @@ if sm.input.annotation:
     tss = pd.concat([tss, annotated], ignore_index=True)  # every known TSS marks a promoter
 else:
     annotated = tss
-gene_list = None
-if sm.input.genes:
-    with open(sm.input.genes) as handle:
-        gene_list = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+gene_list = read_gene_list(sm.input.genes) if sm.input.genes else None
 gene_tss = one_tss_per_gene(annotated, gene_list, source=str(genes_source))
 # re-sized around their summits when predict.candidates.element_width is set (docs/findings/elements-prereg.md)
 peaks = read_candidate_peaks(sm.input.peaks, sm.params.peak_format, opts, sizes, chrom_map)

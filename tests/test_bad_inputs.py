@@ -144,6 +144,12 @@ def test_sheet_lines_count_comments_and_blank_lines(plain):
     message(text, r"commented\.tsv line 3: 2 columns \(expected 3, separated by")
 
 
+def test_expressed_genes_not_found(plain):
+    """crispr_options.expressed_genes is an input of crispr_benchmark: a missing file stops before any job."""
+    text = failed_run(plain, "-n", "--config", "crispr_options={expressed_genes: nowhere.txt}")
+    message(text, r"crispr_options\.expressed_genes: nowhere\.txt not found \(expected a file, one gene per line\)")
+
+
 def test_sheet_duplicate_cell_line_and_mark(plain):
     header, rows = read_sheet(plain, "tracks.tsv")
     sheet = write_sheet(plain, "bad_tracks.tsv", header, [*rows, rows[2]])

@@ -522,6 +522,7 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
             "tss": str(tmp_path / "tss.tsv.gz"),
             "predictions": [str(tmp_path / "model.tsv.gz")],
             "external": [str(abc_path)],
+            "expressed": str(tmp_path / "expressed.txt"),
         },
         "output": out,
         "params": {
@@ -534,6 +535,9 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
             "chrom_map": None,
         },
     }
+    # crispr_options.expressed_genes, a rule input: one gene per line, # comments and blank lines skipped
+    expressed = sorted(set(pairs.gene))[::2]
+    (tmp_path / "expressed.txt").write_text("# expressed in K562\n\n" + "\n".join(f" {g} " for g in expressed) + "\n")
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     script = REPO / "scripts" / "crispr_benchmark.py"
     proc = subprocess.run(
@@ -541,12 +545,22 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + (tmp_path / "log.txt").read_text()[-3000:]
     summary = pd.read_csv(out["summary"], sep="\t").set_index("predictor")
-    assert list(summary.index) == ["baseline_distance", "baseline_nearest_tss", "baseline_within_100kb", "gbm", "abc"]
+    assert list(summary.index) == [
+        "baseline_distance",
+        "baseline_nearest_tss",
+        "baseline_nearest_expressed_tss",
+        "baseline_within_100kb",
+        "gbm",
+        "abc",
+    ]
     stats = json.loads(Path(out["stats"]).read_text())
     assert stats["power_filtered"] > 0 and set(stats["lift"]) == {"screen", "abc"}
     element = stats["lift"]["screen"]["element"]
     assert sum(element.values()) == stats["pairs"]  # every pair read is lifted or counted under a reason
     written = pd.read_csv(out["pairs"], sep="\t")
+    # the expressed list was read whole: its genes' nearest expressed TSS scores 1 only for listed genes
+    scored = written.loc[written["score.baseline_nearest_expressed_tss"] > 0, "gene"]
+    assert len(scored) > 0 and set(scored) <= set(expressed)
     assert len(written) == summary.loc["abc", "n"] <= element["lifted"]
     assert summary.loc["abc", "matched"] > 2000  # lifted along with the screen: still overlaps it
     assert abs(summary.loc["abc", "matched"] - 2321) < 25  # 2321 of the pairs match in GRCh38 without lifting

@@ -14,6 +14,7 @@ import pyBigWig
 import pytest
 
 from epiflow import loci, plots
+from epiflow.errors import InputError
 from epiflow.predict_outputs import gene_table, write_table
 from epiflow.predict_report import (
     PredictReportInputs,
@@ -348,3 +349,14 @@ def test_distance_profile_shows_where_labels_and_regulation_part():
     assert rows["50–100 kb"]["training_rate"] == 0.75 and rows["50–100 kb"]["screen_rate"] == 0
     assert np.isnan(rows["0–5 kb"]["training_rate"]) and rows["0–5 kb"]["screen_n"] == 2
     assert sum(r["training_n"] for r in rows.values()) == len(training)
+
+
+def test_screen_genes_reads_a_screen_as_the_benchmark_does(tmp_path):
+    """A screen with bare chromosome names, which crispr_benchmark reads under reference.chrom_map, is read here too
+    (report_predict passes the same chrom_map); without it, the naming mismatch is an InputError."""
+    screen = write_screen(tmp_path, [10_000, 20_000], ["X", "Y"], ["TRUE", "FALSE"])
+    path = Path(screen["screen"])
+    path.write_text(path.read_text().replace("chr1\t", "1\t"))
+    assert screen_genes([screen], "L", chrom_map="auto") == ["X", "Y"]
+    with pytest.raises(InputError, match="chrom_map"):
+        screen_genes([screen], "L")

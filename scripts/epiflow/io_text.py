@@ -96,6 +96,13 @@ def check_field_counts(path: str | os.PathLike, ncols: int, sep: str = "\t") -> 
         raise InputError(f"{path}: cannot read ({err})") from err
 
 
+def read_gene_list(path: str | os.PathLike) -> list[str]:
+    """Genes (symbols or Ensembl ids), one per line of a plain or gzip file; blank lines and lines starting with `#`
+    are skipped, surrounding whitespace is stripped."""
+    lines = (line.strip() for line in read_text(path).splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 def fail(path, line: int, message: str) -> None:
     """Raise the standard InputError naming the file and 1-based line."""
     raise InputError(f"{path} line {line}: {message}")

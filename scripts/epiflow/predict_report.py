@@ -300,10 +300,13 @@ def crispr_section(screen: dict) -> dict:
     }
 
 
-def screen_genes(screens: list[dict], line: str, limit: int = SCREEN_GENES) -> list[str]:
+def screen_genes(screens: list[dict], line: str, limit: int = SCREEN_GENES, chrom_map=None) -> list[str]:
     """The genes the CRISPRi screens of `line` measured, those with the most regulated elements first (then the most
-    tested pairs, then file order), at most `limit`: a screen of hundreds of genes would bury the page."""
-    tables = [read_crispr(s["screen"])[0] for s in screens if s["cell_line"] == line and s.get("screen")]
+    tested pairs, then file order), at most `limit`: a screen of hundreds of genes would bury the page. `chrom_map`
+    as for the benchmark (reference.chrom_map), so a screen it reads is read here too."""
+    tables = [
+        read_crispr(s["screen"], chrom_map=chrom_map)[0] for s in screens if s["cell_line"] == line and s.get("screen")
+    ]
     if not tables:
         return []
     pairs = pd.concat(tables, ignore_index=True)
@@ -318,7 +321,11 @@ def line_loci(line, model, predictions, inputs, meta, threshold, options, screen
     cfg = options.get("loci") or {}
     genes_table = pd.read_csv(inputs.genes[(line, model)], sep="\t", dtype={"TargetGene": str})
     genes = loci.choose_genes(
-        genes_table, predictions, cfg.get("genes") or [], int(cfg.get("top", 3)), screen_genes(screens, line)
+        genes_table,
+        predictions,
+        cfg.get("genes") or [],
+        int(cfg.get("top", 3)),
+        screen_genes(screens, line, chrom_map=options.get("chrom_map")),
     )
     tads = {
         c: read_tads(inputs.tads[c], chrom_map=options.get("chrom_map"))
