@@ -135,12 +135,13 @@ def test_disagreement_table_without_matches_is_empty():
 
 
 # ---- loci -----------------------------------------------------------------------------------------------------------
-def test_choose_genes_named_then_top_then_screen_each_once():
+def test_choose_genes_named_then_top_then_screen_each_once(caplog):
     predictions = prediction_rows(np.arange(8) * 2000, ["A", "A", "A", "B", "B", "C", "D", "E"], [0.9] * 8, [0] * 8)
     predictions.loc[predictions.TargetGene.isin(["D", "E"]), "predicted"] = False
     genes = gene_table(predictions)
     chosen = loci.choose_genes(genes, predictions, named=["C", "nowhere"], top=2, screen_genes=["B", "E", "gone"])
     assert chosen == ["C", "A", "B", "E"]
+    assert "predict.loci.genes ['nowhere'] have no candidate link" in caplog.text  # a misspelt name is said
     # genes without a call are never "top", whatever `top` asks for
     assert loci.choose_genes(genes, predictions, [], top=10) == ["A", "B", "C"]
 

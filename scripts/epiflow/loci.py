@@ -9,12 +9,15 @@ as PNG bytes.
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import numpy as np
 import pandas as pd
 import pyBigWig
 
 from epiflow.plots import COLORS, STYLE, to_png  # sets the Agg backend before pyplot is imported below
+
+log = logging.getLogger(__name__)
 
 N_BINS = 1000  # signal bins per locus: finer than the figure's pixels
 ARC_POINTS = 48
@@ -23,8 +26,12 @@ ARC_POINTS = 48
 def choose_genes(genes_table: pd.DataFrame, predictions: pd.DataFrame, named, top: int, screen_genes=()) -> list[str]:
     """The genes to draw: the `named` ones present, then the `top` genes with the most predicted enhancers (ties:
     larger summed prob, then name; genes without a call are not "top"), then the screen genes present; in that
-    order, each once. A gene is present when it has a candidate link in `predictions`."""
+    order, each once. A gene is present when it has a candidate link in `predictions`; a named gene that is not
+    (a misspelt name, or a gene without candidates) is logged as a warning."""
     present = set(predictions.TargetGene.astype(str))
+    absent = [str(g) for g in named if str(g) not in present]
+    if absent:
+        log.warning("predict.loci.genes %s have no candidate link in this line (expected TargetGene names)", absent)
     ranked = genes_table[genes_table.n_predicted > 0].sort_values(
         ["n_predicted", "sum_prob", "TargetGene"], ascending=[False, False, True], kind="stable"
     )
