@@ -7,9 +7,10 @@ import pandas as pd
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
-from epiflow.calibrate import calibrate_scores, reliability_table, split_metrics  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
+from epiflow.calibrate import calibrate_scores, reliability_table, split_metrics  # noqa: E402
+
 sm = snakemake  # noqa: F821
 cfg = sm.params.calibration
 scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"chrom": str, "pair_id": str})

@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
-from epiflow import crispr, io_crispr, runlog  # noqa: E402
+from epiflow import runlog  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
+from epiflow import crispr, io_crispr  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
 from epiflow.io_text import read_gene_list  # noqa: E402
 from epiflow.liftover import load_chain  # noqa: E402
 
-runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 log = logging.getLogger("crispr_benchmark")
 screen, options, reference_build = sm.params.screen, sm.params.options, sm.params.reference_build

@@ -4,10 +4,11 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
 from epiflow.features import compute_configured, save_features, sequence_codes  # noqa: E402
 from epiflow.io import read_chrom_sizes, read_pair_table  # noqa: E402
 
-runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 opts = sm.params.features
 pairs = read_pair_table(sm.input.pairs)

@@ -6,10 +6,11 @@ import pandas as pd
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
 from epiflow.io import read_bedpe, read_chrom_sizes, read_pairs, read_peaks  # noqa: E402
 from epiflow.pairs import finalize_pairs, pairs_from_loops  # noqa: E402
 
-runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 cell = sm.wildcards.cell_line
 sizes = read_chrom_sizes(sm.input.chrom_sizes)

@@ -6,11 +6,12 @@ import pandas as pd
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
 from epiflow.candidates import one_tss_per_gene, predict_candidates, read_candidate_peaks  # noqa: E402
 from epiflow.io import read_chrom_sizes, read_tss  # noqa: E402
 from epiflow.io_text import read_gene_list  # noqa: E402
 
-runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 opts = sm.params.candidates
 sizes = read_chrom_sizes(sm.input.chrom_sizes)

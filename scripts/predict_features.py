@@ -6,10 +6,11 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
 from epiflow.features import features_by_chromosome, save_features, sequence_codes  # noqa: E402
 from epiflow.io import read_chrom_sizes, read_pair_table  # noqa: E402
 
-runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 opts = sm.params.features
 pairs = read_pair_table(sm.input.candidates)

@@ -6,6 +6,7 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
+
 from epiflow.gpu import device_slot, limit_threads  # noqa: E402
 from epiflow.io_regions import read_tads_by_line  # noqa: E402
 from epiflow.predict import fit_final, save_final  # noqa: E402

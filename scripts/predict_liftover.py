@@ -5,10 +5,11 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
 from epiflow.liftover import lift_predictions, load_chain  # noqa: E402
 from epiflow.predict_outputs import read_predictions, write_bedpe, write_table  # noqa: E402
 
-runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 lifted, counts = lift_predictions(read_predictions(sm.input.predictions), load_chain(sm.input.chain))
 write_table(lifted, sm.output.predictions)

@@ -8,6 +8,8 @@ import pandas as pd
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
 from epiflow.io import read_chrom_sizes, read_pair_table  # noqa: E402
 from epiflow.predict_outputs import (  # noqa: E402
     gene_table,
@@ -17,7 +19,6 @@ from epiflow.predict_outputs import (  # noqa: E402
     write_table,
 )
 
-runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 candidates = read_pair_table(sm.input.candidates)
 scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"pair_id": str})

@@ -13,6 +13,7 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
+
 from epiflow.gpu import limit_threads  # noqa: E402
 from epiflow.io import read_pair_table  # noqa: E402
 from epiflow.io_regions import read_tads_by_line  # noqa: E402

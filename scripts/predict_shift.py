@@ -8,11 +8,12 @@ import pandas as pd
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
 from epiflow.features import compute_configured  # noqa: E402
 from epiflow.io import read_chrom_sizes, read_pair_table  # noqa: E402
 from epiflow.shift import reference_coordinates, shift_summary  # noqa: E402
 
-runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 line, *train_lines = sm.params.lines
 marks = sm.params.marks

@@ -4,9 +4,10 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
-from epiflow.io import read_chrom_sizes, read_tss  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
+from epiflow.io import read_chrom_sizes, read_tss  # noqa: E402
+
 sm = snakemake  # noqa: F821
 sizes = read_chrom_sizes(sm.input.chrom_sizes)
 tss = read_tss(sm.input.annotation, known_chroms=set(sizes), chrom_map=sm.params.chrom_map)

@@ -4,9 +4,10 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
-from epiflow.predict_report import PredictReportInputs, build_predict_report  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
+from epiflow.predict_report import PredictReportInputs, build_predict_report  # noqa: E402
+
 sm = snakemake  # noqa: F821
 keys = [tuple(k) for k in sm.params.line_models]
 marks = sm.params.marks

@@ -4,9 +4,10 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
-from epiflow.report import ReportInputs, build_report  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
+from epiflow.report import ReportInputs, build_report  # noqa: E402
+
 sm = snakemake  # noqa: F821
 keys = [(h, m) for h in sm.params.heldout for m in sm.params.models]
 inputs = ReportInputs(

@@ -6,7 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
-from epiflow.simulate import simulate_demo  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
+from epiflow.simulate import simulate_demo  # noqa: E402
+
 simulate_demo(snakemake.params.simulate, Path(snakemake.params.simulate["outdir"]))  # noqa: F821

@@ -4,10 +4,11 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
+
+runlog.start(snakemake.log[0])  # noqa: F821
 from epiflow.io import read_chrom_sizes, track_to_bigwig  # noqa: E402
 from epiflow.io_bigwig import check_signal_on  # noqa: E402
 
-runlog.start(snakemake.log[0])  # noqa: F821
 sm = snakemake  # noqa: F821
 sizes = read_chrom_sizes(sm.input.chrom_sizes)
 track_to_bigwig(sm.input.source, sm.params.format, sizes, sm.output[0], chrom_map=sm.params.chrom_map)

@@ -8,6 +8,7 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
+
 from epiflow.gpu import device_slot, limit_threads  # noqa: E402
 from epiflow.train import load_heldout_data, run_heldout  # noqa: E402
 

@@ -245,3 +245,16 @@ def test_import_closure_follows_epiflow_and_lazy_imports(tmp_path):
     # a lazy import listed as unreached is skipped; the same package imported at module level is not
     assert import_time_packages(script, tmp_path, {("epiflow/reader.py", "torch"): "never"}) == expected - {"torch"}
     assert import_time_packages(script, tmp_path, {("epiflow/io.py", "pysam"): "top level"}) == expected
+
+
+def test_entry_scripts_start_the_job_log_before_the_library():
+    """Every entry script calls runlog.start right after importing runlog, before any other epiflow import: a
+    package missing from the rule's env then fails inside the job log, not only on the console."""
+    scripts = [p for p in sorted((REPO / "scripts").glob("*.py")) if "runlog" in p.read_text()]
+    assert len(scripts) >= 20
+    for path in scripts:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        started = next(i for i, line in enumerate(lines) if line.startswith("runlog.start("))
+        library = [i for i, line in enumerate(lines) if re.match(r"(from|import) epiflow", line)]
+        assert lines[started - 1].startswith("from epiflow import runlog"), path.name
+        assert [i for i in library if i < started] == [started - 1], path.name

@@ -7,7 +7,8 @@ import sys
 
 
 def start(log_path: str) -> None:
-    """Send logging records, warnings and stderr of this job to its Snakemake log file."""
+    """Send logging records, warnings and stderr of this job to its Snakemake log file. Entry scripts call it before
+    importing the rest of the library, so an import error (a package missing from the rule's env) is logged too."""
     handle = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
     sys.stderr = handle
     logging.basicConfig(
