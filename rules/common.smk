@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from snakemake.common.configfile import load_configfile
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
@@ -53,13 +52,15 @@ def _lookup(tree, key):
     return True, tree
 
 
+DEMO_CONFIG = (Path(workflow.basedir) / "config" / "config.yaml").resolve()  # the demo's; the Snakefile loads it first
+
+
 def own_config():
     """What the run's own --configfile files and --config set, merged; config/config.yaml among the --configfile
     files is left out, as it holds the demo's values that check_demo_keys looks for."""
-    demo = (Path(workflow.basedir) / "config" / "config.yaml").resolve()
     given = {}
     for path in workflow.config_settings.configfiles:
-        if Path(path).resolve() != demo:
+        if Path(path).resolve() != DEMO_CONFIG:
             update_config(given, load_configfile(path))
     update_config(given, dict(workflow.config_settings.config))
     return given
@@ -72,7 +73,7 @@ def check_demo_keys():
     silently. Chrom sizes of one's own, or a null FASTA (no sequence features), with the demo's build and annotation
     count as the demo's genome (its chromosomes are checked against the sizes later)."""
     genome = ("build", "fasta", "annotation")
-    demo = yaml.safe_load((Path(workflow.basedir) / "config" / "config.yaml").read_text())["reference"]
+    demo = load_configfile(DEMO_CONFIG)["reference"]
     reference = config["reference"]
     differ = [key for key in genome if reference.get(key) != demo.get(key)]
     if reference.get("fasta") is None and "fasta" in differ:
