@@ -5,6 +5,7 @@ versions, or a result would depend on how the workflow was run.
 """
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -258,3 +259,22 @@ def test_entry_scripts_start_the_job_log_before_the_library():
         library = [i for i, line in enumerate(lines) if re.match(r"(from|import) epiflow", line)]
         assert lines[started - 1].startswith("from epiflow import runlog"), path.name
         assert [i for i in library if i < started] == [started - 1], path.name
+
+
+def test_job_log_gets_what_c_libraries_write_to_stderr(tmp_path):
+    """runlog.start points file descriptor 2 at the job log: htslib's own message on a malformed FASTA (written by C,
+    not through sys.stderr) lands in the log with Python's stderr, and nothing reaches the console."""
+    fasta = tmp_path / "uneven.fa"
+    fasta.write_text(">chr1\nACGT\nACGTAC\nAC\n")  # lines of unequal length: htslib refuses to index it
+    log = tmp_path / "job.log"
+    job = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'scripts')!r})\n"
+        f"from epiflow import runlog\nrunlog.start({str(log)!r})\n"
+        "import pysam\n"
+        f"try:\n    pysam.FastaFile({str(fasta)!r})\nexcept OSError:\n    pass\n"
+        "print('python stderr line', file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, check=True)
+    text = log.read_text()
+    assert "fai_build_core" in text and "python stderr line" in text
+    assert done.stderr == ""
