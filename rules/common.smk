@@ -277,16 +277,21 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+def local_file_missing(source, path):
+    """A local source (not a URL: download_source fetches and verifies those) whose file is absent, unless the
+    demo simulation writes it."""
+    if "://" in source or os.path.exists(path):
+        return False
+    return not (SIMULATED_DIR and path.startswith(SIMULATED_DIR + os.sep))
+
+
 def check_local_source(where, source, path, sha256):
     """A local source must exist (unless the demo simulation writes it) and match its sha256 when one is given."""
-    if "://" in source:
-        return  # URLs are fetched and verified by download_source
-    if not os.path.exists(path):
-        if SIMULATED_DIR and path.startswith(SIMULATED_DIR + os.sep):
-            return
+    if local_file_missing(source, path):
         raise WorkflowError(f"{where}: source {source!r} not found (resolved to {path}; expected a file or a URL)")
+    present = "://" not in source and os.path.exists(path)  # not a URL, nor a file the simulation will write
     # hashed once, in the main process (jobs re-parse the workflow on a cluster)
-    if sha256 and workflow.is_main_process and file_sha256(path) != sha256.lower():
+    if present and sha256 and workflow.is_main_process and file_sha256(path) != sha256.lower():
         raise WorkflowError(
             f"{where}: checksum mismatch for {path}: sha256 {file_sha256(path)} (expected {sha256.lower()})"
         )
@@ -445,7 +450,7 @@ def check_predict():
         except (KeyError, ValueError) as error:
             config_error(f"model_params.{model}", str(error.args[0] if error.args else error))
     for key, path in (("annotation", GENE_ANNOTATION), ("genes", GENE_LIST)):
-        if path and "://" not in CANDIDATES[key] and not os.path.exists(path):
+        if path and local_file_missing(CANDIDATES[key], path):
             config_error(f"predict.candidates.{key}", f"{path} not found (expected a file)")
 
     for i, row in (CRISPR if CRISPR is not None else pd.DataFrame()).iterrows():
@@ -541,12 +546,7 @@ CRISPR_PREDICTORS = [p | {"source": source_path(p["source"])} for p in config.ge
 CRISPR_CHAINS = {key: source_path(path) for key, path in (config.get("liftover") or {}).items() if path}
 # an input, so a URL is fetched and a changed list reruns the benchmarks
 EXPRESSED_GENES = source_path(CRISPR_OPTIONS["expressed_genes"]) if CRISPR_OPTIONS.get("expressed_genes") else None
-if (
-    EXPRESSED_GENES
-    and CRISPR is not None
-    and "://" not in CRISPR_OPTIONS["expressed_genes"]
-    and not os.path.exists(EXPRESSED_GENES)
-):
+if EXPRESSED_GENES and CRISPR is not None and local_file_missing(CRISPR_OPTIONS["expressed_genes"], EXPRESSED_GENES):
     config_error("crispr_options.expressed_genes", f"{EXPRESSED_GENES} not found (expected a file, one gene per line)")
 
 
@@ -554,10 +554,10 @@ def check_crispr_predictors():
     """An external predictor's local file must exist and carry its score column (read from the header line)."""
     for i, spec in enumerate(config.get("crispr_predictors") or []):
         path, where = CRISPR_PREDICTORS[i]["source"], f"crispr_predictors[{i}] ({spec['name']})"
-        if "://" in spec["source"]:
-            continue  # fetched by download_source; crispr_benchmark checks the column
-        if not os.path.exists(path):
+        if local_file_missing(spec["source"], path):
             config_error(where, f"source {path} not found (expected an ABC / ENCODE-rE2G prediction file)")
+        if "://" in spec["source"] or not os.path.exists(path):
+            continue  # a URL download_source fetches, or a file the simulation writes: crispr_benchmark checks it
         try:  # gzip or plain by content, whatever the name says
             with open_by_content(path, "rt") as handle:
                 header = handle.readline().rstrip("\r\n").split("\t")

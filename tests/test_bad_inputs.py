@@ -144,10 +144,17 @@ def test_sheet_lines_count_comments_and_blank_lines(plain):
     message(text, r"commented\.tsv line 3: 2 columns \(expected 3, separated by")
 
 
-def test_expressed_genes_not_found(plain):
-    """crispr_options.expressed_genes is an input of crispr_benchmark: a missing file stops before any job."""
+def test_local_config_files_not_found(plain):
+    """Config keys naming a local file (not a sheet row) stop before any job when it is missing, each with its key:
+    crispr_options.expressed_genes (an input of crispr_benchmark), predict.candidates.genes, a crispr_predictors
+    source."""
     text = failed_run(plain, "-n", "--config", "crispr_options={expressed_genes: nowhere.txt}")
     message(text, r"crispr_options\.expressed_genes: nowhere\.txt not found \(expected a file, one gene per line\)")
+    text = failed_run(plain, "-n", "--config", "predict={candidates: {genes: no_genes.txt}}")
+    message(text, r"predict\.candidates\.genes: no_genes\.txt not found \(expected a file\)")
+    predictor = "{name: ABC, cell_line: lineE, source: no_abc.tsv.gz, build: sim, score_column: ABC.Score}"
+    text = failed_run(plain, "-n", "--config", f"crispr_predictors=[{predictor}]")
+    message(text, r"crispr_predictors\[0\] \(ABC\): source no_abc\.tsv\.gz not found \(expected an ABC")
 
 
 def test_sheet_duplicate_cell_line_and_mark(plain):
