@@ -19,7 +19,8 @@ if sm.params.format == "bedpe":
     loops = read_bedpe(sm.input.source, known_chroms=known, chrom_map=chrom_map)
     tss = pd.read_csv(sm.input.tss, sep="\t", dtype={"chrom": str, "gene": str})
     peaks = read_peaks(sm.input.peaks, sm.params.peak_format, known_chroms=known, chrom_map=chrom_map)
-    frame = pairs_from_loops(loops, tss, peaks, cell, sm.params.from_loops)
+    sources = (sm.input.peaks, sm.input.tss)
+    frame = pairs_from_loops(loops, tss, peaks, cell, sm.params.from_loops, sources)
 else:
     # chrom sizes (not just names) let the reader report coordinates past a chromosome end with their file line
     frame = read_pairs(sm.input.source, sm.params.format, cell, known_chroms=sizes, chrom_map=chrom_map)

@@ -90,6 +90,19 @@ def test_pairs_from_loops_hand_checked():
     assert (pairs.promoter_end - pairs.promoter_start == 2000).all()
 
 
+def test_pairs_from_loops_without_candidates_names_the_files():
+    """Peaks that give no pair (here all further from every TSS than max_distance) stop the line with a message
+    naming the peak and TSS files and the distance window expected."""
+    tss, peaks, loops = hand_case()
+    far = {**PARAMS, "max_distance": 6000}
+    with pytest.raises(
+        InputError,
+        match=r"cellX: no enhancer–promoter candidates from p\.narrowPeak \(\d+ peaks .*"
+        r"and tss\.tsv \(expected peaks 5000–6000 bp from a TSS",
+    ):
+        pairs_from_loops(loops, tss, peaks, "cellX", far, ("p.narrowPeak", "tss.tsv"))
+
+
 def test_distance_matched_negatives_follow_positive_distances():
     rng = np.random.default_rng(0)
     n = 20_000

@@ -177,15 +177,26 @@ def distance_matched_negatives(
 
 
 def pairs_from_loops(
-    loops: pd.DataFrame, tss: pd.DataFrame, peaks: pd.DataFrame, cell_line: str, params: dict
+    loops: pd.DataFrame,
+    tss: pd.DataFrame,
+    peaks: pd.DataFrame,
+    cell_line: str,
+    params: dict,
+    sources: tuple[str, str] = ("the enhancer peaks", "the TSS table"),
 ) -> pd.DataFrame:
-    """Label pairs from a cell line's loops: positives = loop-supported EP pairs, plus distance-matched negatives."""
+    """Label pairs from a cell line's loops: positives = loop-supported EP pairs, plus distance-matched negatives.
+    `sources` names the files of the peaks and TSSs in the message when they give no candidate pair."""
     flank = int(params["promoter_flank"])
     tss = tss.drop_duplicates(["chrom", "tss"])
     enhancers = candidate_enhancers(peaks, tss, flank)
-    cands = candidate_pairs(enhancers, tss, int(params["min_distance"]), int(params["max_distance"]))
+    low, high = int(params["min_distance"]), int(params["max_distance"])
+    cands = candidate_pairs(enhancers, tss, low, high)
     if cands.empty:
-        raise InputError(f"{cell_line}: no enhancer–promoter candidates (check enhancer peaks and TSS chromosomes)")
+        raise InputError(
+            f"{cell_line}: no enhancer–promoter candidates from {sources[0]} ({len(enhancers)} peaks outside the "
+            f"±{flank} bp promoters) and {sources[1]} (expected peaks {low}–{high} bp from a TSS on a chromosome "
+            "both name)"
+        )
     positive = loop_support(cands, loops, flank)
     rng = np.random.default_rng(int(params["seed"]))
     negatives = distance_matched_negatives(
