@@ -92,8 +92,6 @@ def locus_figure(
     """The locus figure of `gene`: `links` its rows of the prediction table, `signals` mark -> (bin edges, mean
     signal) (read_signal), `tads` training line -> TADs in the window (tads_in_window), `window` [start, end)."""
     import matplotlib.pyplot as plt
-    from matplotlib.collections import LineCollection
-    from matplotlib.colors import Normalize
 
     lo, hi = window
     chrom = str(links.chrom.iloc[0])
@@ -107,51 +105,65 @@ def locus_figure(
         axes += [fig.add_subplot(grid[i, 0], sharex=axes[0]) for i in range(1, len(ratios))]
         for ax in axes[:-1]:
             ax.tick_params(axis="x", labelbottom=False)
-        for i, (mark, (edges, values)) in enumerate(signals.items()):
-            ax = axes[i]
-            ax.fill_between(edges[:-1], values, step="post", color=COLORS[i % len(COLORS)], lw=0)
-            ax.set_ylim(0, max(float(values.max()), 1e-6) * 1.05)
-            ax.set_ylabel(mark, rotation=0, ha="right", va="center", fontsize=7)
-            ax.tick_params(labelsize=6)
-            ax.spines["bottom"].set_visible(False)
-            ax.tick_params(axis="x", length=0)
-        arcs = axes[n_tracks]
-        order = np.lexsort((links.prob.to_numpy(), links.predicted.to_numpy()))  # bold and likely ones drawn last
-        shown = links.iloc[order]
-        mid = (shown.start.to_numpy() + shown.end.to_numpy()) / 2
-        tss = shown.TargetGeneTSS.to_numpy(np.float64)
-        top = max(float(shown.prob.max()), threshold, 1e-6)
-        norm, cmap = Normalize(0.0, top), plt.get_cmap("viridis")
-        predicted = shown.predicted.to_numpy(bool)
-        segments = arc_segments(mid, tss, max(float(np.abs(tss - mid).max()), 1.0))
-        arcs.add_collection(
-            LineCollection(
-                segments,
-                colors=np.column_stack([cmap(norm(shown.prob.to_numpy()))[:, :3], np.where(predicted, 0.95, 0.4)]),
-                linewidths=np.where(predicted, 2.0, 0.5),
-            )
-        )
-        arcs.broken_barh(
-            list(zip(shown.start, shown.end - shown.start, strict=True)),
-            (-0.07, 0.06),
-            facecolors=np.where(predicted, "k", "0.6"),
-        )
-        arcs.plot([tss[0]], [-0.04], marker="v", color="#e45756", ms=6, ls="none")
-        arcs.annotate(gene, (tss[0], -0.04), xytext=(4, -9), textcoords="offset points", fontsize=7, color="#e45756")
-        arcs.set_ylim(-0.2, 1.08)
-        arcs.set_yticks([])
-        arcs.spines["left"].set_visible(False)
-        arcs.set_ylabel("links", rotation=0, ha="right", va="center", fontsize=7)
-        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), cax=fig.add_subplot(grid[n_tracks, 1]))
-        bar.ax.axhline(threshold, color="k", lw=1.5)
-        bar.set_label("prob (line: threshold)", fontsize=6)
-        bar.ax.tick_params(labelsize=6)
+        _signal_rows(axes[:n_tracks], signals)
+        _link_arcs(axes[n_tracks], fig.add_subplot(grid[n_tracks, 1]), gene, links, threshold)
         _tad_rows(axes[-1], tads)
         axes[-1].set_xlim(lo, hi)
         axes[-1].xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x / 1e6:.2f}"))
         axes[-1].set_xlabel(f"{chrom} (Mb)")
         axes[0].set_title(title or gene, fontsize=9)
         return to_png(fig)
+
+
+def _signal_rows(axes, signals: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """One filled step plot per mark, each on its own y scale."""
+    for i, (mark, (edges, values)) in enumerate(signals.items()):
+        ax = axes[i]
+        ax.fill_between(edges[:-1], values, step="post", color=COLORS[i % len(COLORS)], lw=0)
+        ax.set_ylim(0, max(float(values.max()), 1e-6) * 1.05)
+        ax.set_ylabel(mark, rotation=0, ha="right", va="center", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.spines["bottom"].set_visible(False)
+        ax.tick_params(axis="x", length=0)
+
+
+def _link_arcs(arcs, colorbar_ax, gene: str, links: pd.DataFrame, threshold: float) -> None:
+    """The candidate links as arcs from element to TSS coloured by prob (predicted ones bold), the elements as bars,
+    the TSS as a marker, and the colour bar with the threshold drawn on it."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import Normalize
+
+    order = np.lexsort((links.prob.to_numpy(), links.predicted.to_numpy()))  # bold and likely ones drawn last
+    shown = links.iloc[order]
+    mid = (shown.start.to_numpy() + shown.end.to_numpy()) / 2
+    tss = shown.TargetGeneTSS.to_numpy(np.float64)
+    top = max(float(shown.prob.max()), threshold, 1e-6)
+    norm, cmap = Normalize(0.0, top), plt.get_cmap("viridis")
+    predicted = shown.predicted.to_numpy(bool)
+    segments = arc_segments(mid, tss, max(float(np.abs(tss - mid).max()), 1.0))
+    arcs.add_collection(
+        LineCollection(
+            segments,
+            colors=np.column_stack([cmap(norm(shown.prob.to_numpy()))[:, :3], np.where(predicted, 0.95, 0.4)]),
+            linewidths=np.where(predicted, 2.0, 0.5),
+        )
+    )
+    arcs.broken_barh(
+        list(zip(shown.start, shown.end - shown.start, strict=True)),
+        (-0.07, 0.06),
+        facecolors=np.where(predicted, "k", "0.6"),
+    )
+    arcs.plot([tss[0]], [-0.04], marker="v", color="#e45756", ms=6, ls="none")
+    arcs.annotate(gene, (tss[0], -0.04), xytext=(4, -9), textcoords="offset points", fontsize=7, color="#e45756")
+    arcs.set_ylim(-0.2, 1.08)
+    arcs.set_yticks([])
+    arcs.spines["left"].set_visible(False)
+    arcs.set_ylabel("links", rotation=0, ha="right", va="center", fontsize=7)
+    bar = arcs.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), cax=colorbar_ax)
+    bar.ax.axhline(threshold, color="k", lw=1.5)
+    bar.set_label("prob (line: threshold)", fontsize=6)
+    bar.ax.tick_params(labelsize=6)
 
 
 def _tad_rows(ax, tads: dict[str, pd.DataFrame]) -> None:
