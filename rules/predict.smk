@@ -63,9 +63,9 @@ rule predict_fit:
         validation="results/final/{train_key}/{model}/validation.tsv.gz",
         meta="results/final/{train_key}/{model}/meta.json",
     log:
-        "logs/final/{train_key}/{model}.log",
+        "logs/predict/final/{train_key}/{model}.log",
     benchmark:
-        "logs/benchmarks/final/{train_key}/{model}.tsv"
+        "logs/benchmarks/predict/final/{train_key}/{model}.tsv"
     wildcard_constraints:
         train_key="[^/]+",
         model=one_of(PREDICT_MODELS),
