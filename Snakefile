@@ -12,6 +12,7 @@ report: "resources/report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/common_predict.smk"
 include: "rules/simulate.smk"
 include: "rules/download.smk"
 include: "rules/reference.smk"
