@@ -28,11 +28,10 @@ import re
 import numpy as np
 import pandas as pd
 
-from epiflow import liftover, metrics
+from epiflow import liftover, metrics, plots
 from epiflow.errors import InputError
 from epiflow.io_crispr import MISSING_TSS, strip_version
 from epiflow.pairs import expand_ranges, overlaps_by_gene
-from epiflow.plots import COLORS, STYLE, to_png  # sets the Agg backend before pyplot is imported below
 
 log = logging.getLogger(__name__)
 
@@ -336,56 +335,25 @@ def by_distance_table(table, specs, n_boot=1000, seed=0, recall=RECALL_TARGET, c
 
 # ---- plots ------------------------------------------------------------------------------------------------------
 def plot_pr_curves(table, specs, title: str, recall: float = RECALL_TARGET) -> bytes:
-    """PR curves of every predictor (plots.pr_curves style) with the point at `recall` marked."""
+    """PR curves of every predictor (plots.pr_curves_at_recall), each named with its AUPRC and marked at `recall`;
+    baselines dashed."""
     y = table["label"].to_numpy()
-    curves = {spec.name: (y, orient(table[f"score.{spec.name}"], spec.inverse)) for spec in specs}
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve
-
-    with plt.rc_context(STYLE | {"figure.figsize": (5.2, 4.2)}):
-        fig, ax = plt.subplots()
-        for i, (name, (labels, p)) in enumerate(curves.items()):
-            if labels.sum() == 0:
-                continue
-            color = COLORS[i % len(COLORS)]
-            precision, recalls, _ = precision_recall_curve(labels, p)
-            ls = "--" if name.startswith("baseline_") else "-"
-            aupr, at_recall = point_metrics(labels, p, recall)
-            ax.plot(
-                recalls, precision, lw=1.2, ls=ls, color=color, drawstyle="steps-post", label=f"{name} ({aupr:.2f})"
-            )
-            ax.plot([recall], [at_recall], "o", ms=4, color=color)
-        ax.axvline(recall, color="0.7", lw=0.8, ls=":")
-        ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
-        ax.legend(frameon=False, fontsize=6)
-        return to_png(fig)
+    curves, dashed = {}, set()
+    for spec in specs:
+        p = orient(table[f"score.{spec.name}"], spec.inverse)
+        aupr, at_recall = point_metrics(y, p, recall)
+        label = f"{spec.name} ({aupr:.2f})"
+        curves[label] = (y, p, at_recall)
+        if spec.name.startswith("baseline_"):
+            dashed.add(label)
+    return plots.pr_curves_at_recall(curves, recall, title, dashed)
 
 
 def plot_by_distance(by_distance: pd.DataFrame, title: str) -> bytes:
     """AUPRC per distance bin (by_distance_table), one line per predictor, 95 % intervals as error bars."""
     first = by_distance.drop_duplicates("bin")
     labels = [f"{b}\n{n} pairs, {k} +" for b, n, k in zip(first["bin"], first["n"], first["n_pos"], strict=True)]
-    import matplotlib.pyplot as plt
-
-    with plt.rc_context(STYLE | {"figure.figsize": (5.2, 3.6)}):
-        fig, ax = plt.subplots()
-        for i, (name, rows) in enumerate(by_distance.groupby("predictor", sort=False)):
-            x = np.arange(len(rows)) + (i - by_distance["predictor"].nunique() / 2) * 0.03
-            err = np.abs(rows[["aupr_lo", "aupr_hi"]].to_numpy().T - rows["aupr"].to_numpy())
-            ls = "--" if name.startswith("baseline_") else "-"
-            ax.errorbar(
-                x,
-                rows["aupr"],
-                yerr=err,
-                marker="o",
-                ms=3,
-                lw=1.1,
-                ls=ls,
-                capsize=2,
-                color=COLORS[i % len(COLORS)],
-                label=name,
-            )
-        ax.set_xticks(range(len(labels)), labels)
-        ax.set(xlabel="element midpoint to TSS", ylabel="AUPRC", title=title, ylim=(0, 1.02))
-        ax.legend(frameon=False, fontsize=6)
-        return to_png(fig)
+    groups = by_distance.groupby("predictor", sort=False)
+    series = {name: rows[["aupr", "aupr_lo", "aupr_hi"]].to_numpy() for name, rows in groups}
+    dashed = {name for name in series if name.startswith("baseline_")}
+    return plots.by_bin_intervals(series, labels, title, "element midpoint to TSS", dashed)

@@ -60,6 +60,28 @@ def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> b
         return to_png(fig)
 
 
+def pr_curves_at_recall(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]], recall: float, title: str, dashed=()
+) -> bytes:
+    """Precision-recall step curves of every point (the CRISPRi benchmark's), one per label -> (y, p, precision at
+    `recall`), that precision marked on a dotted line at `recall`; labels in `dashed` (baselines) dashed. Unlike
+    pr_curves the colours are COLORS by position and no curve is thinned, so a screen's figure shows each step."""
+    with plt.rc_context(STYLE | {"figure.figsize": (5.2, 4.2)}):
+        fig, ax = plt.subplots()
+        for i, (label, (y, p, at_recall)) in enumerate(curves.items()):
+            if y.sum() == 0:
+                continue
+            color = COLORS[i % len(COLORS)]
+            precision, recalls, _ = precision_recall_curve(y, p)
+            ls = "--" if label in dashed else "-"
+            ax.plot(recalls, precision, lw=1.2, ls=ls, color=color, drawstyle="steps-post", label=label)
+            ax.plot([recall], [at_recall], "o", ms=4, color=color)
+        ax.axvline(recall, color="0.7", lw=0.8, ls=":")
+        ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+        ax.legend(frameon=False, fontsize=6)
+        return to_png(fig)
+
+
 def reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, n_bins: int = 10) -> bytes:
     """Reliability diagram (equal-mass bins), one line per label -> (y, p)."""
     with plt.rc_context(STYLE):
@@ -105,15 +127,57 @@ def bars(values: dict[str, dict[str, float]], title: str, xlabel: str) -> bytes:
         return to_png(fig)
 
 
-def by_bin(curves: dict[str, tuple[np.ndarray, np.ndarray]], reference: tuple, labels: list[str], title: str) -> bytes:
-    """A metric per ordered bin: label -> (bin index, value) lines; `reference` = (bin index, value, name) dashed."""
+def by_bin(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    reference: tuple,
+    labels: list[str],
+    title: str,
+    ylabel: str = "AUPR",
+    xlabel: str | None = None,
+    ticks=None,
+) -> bytes:
+    """A metric per ordered bin: label -> (bin index, value) lines; `reference` = (bin index, value, name) dashed.
+    Tick `labels` stand at `ticks` (default 0..n-1, slanted); given ticks (e.g. bin numbers) take them upright."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
         for i, (label, (x, v)) in enumerate(curves.items()):
             ax.plot(x, v, marker="o", ms=3, lw=1.2, color=COLORS[i % len(COLORS)], label=label)
         x, v, name = reference
         ax.plot(x, v, color="0.5", lw=1, ls="--", label=name)
-        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
-        ax.set(ylabel="AUPR", title=title, ylim=(0, 1.02))
+        if ticks is None:
+            ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        else:
+            ax.set_xticks(ticks, labels, fontsize=7)
+        ax.set(ylabel=ylabel, title=title, ylim=(0, 1.02))
+        if xlabel is not None:
+            ax.set_xlabel(xlabel)
         ax.legend(frameon=False, fontsize=7)
+        return to_png(fig)
+
+
+def by_bin_intervals(series: dict[str, np.ndarray], labels: list[str], title: str, xlabel: str, dashed=()) -> bytes:
+    """AUPRC per bin with intervals: label -> (n_bins, 3) rows of (value, lo, hi) as error bars, each series nudged
+    sideways so bars do not hide each other (wider than by_bin, for two-line bin labels); labels in `dashed`
+    (baselines) dashed."""
+    with plt.rc_context(STYLE | {"figure.figsize": (5.2, 3.6)}):
+        fig, ax = plt.subplots()
+        for i, (label, rows) in enumerate(series.items()):
+            x = np.arange(len(rows)) + (i - len(series) / 2) * 0.03
+            err = np.abs(rows[:, 1:].T - rows[:, 0])
+            ls = "--" if label in dashed else "-"
+            ax.errorbar(
+                x,
+                rows[:, 0],
+                yerr=err,
+                marker="o",
+                ms=3,
+                lw=1.1,
+                ls=ls,
+                capsize=2,
+                color=COLORS[i % len(COLORS)],
+                label=label,
+            )
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set(xlabel=xlabel, ylabel="AUPRC", title=title, ylim=(0, 1.02))
+        ax.legend(frameon=False, fontsize=6)
         return to_png(fig)

@@ -195,20 +195,12 @@ def disagreement_table(predictions: pd.DataFrame, pairs: pd.DataFrame, threshold
 
 
 def disagreement_figure(table: pd.DataFrame, title: str) -> bytes:
-    """Precision at the threshold and AUPR per score_sd bin, the bin's positive rate dashed."""
-    import matplotlib.pyplot as plt
-
-    with plt.rc_context(plots.STYLE):
-        fig, ax = plt.subplots()
-        x = table.bin.to_numpy()
-        for i, (column, name) in enumerate((("precision", "precision at threshold"), ("aupr", "AUPR"))):
-            ax.plot(x, table[column], marker="o", ms=3, lw=1.2, color=plots.COLORS[i], label=name)
-        ax.plot(x, table.pos_rate, color="0.5", lw=1, ls="--", label="positive rate")
-        labels = [f"Q{b}\n≤ {hi:.2g}" for b, hi in zip(table.bin, table.sd_hi, strict=True)]
-        ax.set_xticks(x, labels, fontsize=7)
-        ax.set(xlabel="score_sd bin (low → high disagreement)", ylabel="precision / AUPR", title=title, ylim=(0, 1.02))
-        ax.legend(frameon=False, fontsize=7)
-        return plots.to_png(fig)
+    """Precision at the threshold and AUPR per score_sd bin, the bin's positive rate dashed (plots.by_bin)."""
+    x = table.bin.to_numpy()
+    curves = {name: (x, table[column]) for column, name in (("precision", "precision at threshold"), ("aupr", "AUPR"))}
+    labels = [f"Q{b}\n≤ {hi:.2g}" for b, hi in zip(table.bin, table.sd_hi, strict=True)]
+    xlabel = "score_sd bin (low → high disagreement)"
+    return plots.by_bin(curves, (x, table.pos_rate, "positive rate"), labels, title, "precision / AUPR", xlabel, x)
 
 
 def disagreement_section(line: str, model: str, predictions, pairs, threshold: float) -> dict:
