@@ -35,12 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from epiflow.metrics import aupr, auroc  # noqa: E402
+from epiflow.metrics import aupr, auroc, score_ranks  # noqa: E402
 from epiflow.report import validation_choice  # noqa: E402
 
 log = logging.getLogger("bengi")
@@ -120,18 +119,13 @@ def score_rows(heldout: str, model: str, pred: pd.DataFrame, transepi: pd.DataFr
     return rows
 
 
-def _ranks(score) -> np.ndarray:
-    """Scores as ranks in (0, 1] (ties share a rank): same AUPR/AUROC, and in the range epiflow.metrics expects."""
-    return rankdata(np.asarray(score, dtype=float)) / len(score)
-
-
 def _metrics(heldout, model, subset, y, score, transepi, distance) -> dict:
     y = np.asarray(y)
     row = {"heldout": heldout, "model": model, "pairs": subset, "n": len(y), "n_pos": int(y.sum())}
-    row |= {"aupr": aupr(y, _ranks(score)), "auroc": auroc(y, _ranks(score))}
+    row |= {"aupr": aupr(y, score_ranks(score)), "auroc": auroc(y, score_ranks(score))}
     if transepi is not None:
-        row |= {"transepi_aupr": aupr(y, _ranks(transepi)), "transepi_auroc": auroc(y, _ranks(transepi))}
-    closer = _ranks(-np.asarray(distance))  # distance alone: the nearer pair scores higher
+        row |= {"transepi_aupr": aupr(y, score_ranks(transepi)), "transepi_auroc": auroc(y, score_ranks(transepi))}
+    closer = score_ranks(-np.asarray(distance))  # distance alone: the nearer pair scores higher
     return row | {"distance_aupr": aupr(y, closer), "distance_auroc": auroc(y, closer)}
 
 

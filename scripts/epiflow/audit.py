@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from epiflow.errors import InputError
-from epiflow.metrics import aupr, auroc
+from epiflow.metrics import aupr, auroc, score_ranks
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +192,7 @@ def anchor_comparison(anchor: pd.DataFrame, predictions: dict[str, pd.DataFrame]
     """
     first = next(iter(predictions.values()))
     test = first.loc[first.split == "test", ["pair_id", "label"]].merge(anchor, on="pair_id")
-    # ranks in (0, 1]: AUPR and AUROC depend only on the order, and outside scores need not be probabilities
-    test["score"] = rankdata(test.score) / max(len(test), 1)
+    test["score"] = score_ranks(test.score)  # outside scores need not be probabilities
     rows = [{"scorer": name, "n": len(test), "n_pos": int(test.label.sum())}]
     rows[0] |= {"aupr": _safe(aupr, test.label, test.score), "auroc": _safe(auroc, test.label, test.score)}
     for model, pred in predictions.items():

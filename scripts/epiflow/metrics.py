@@ -62,6 +62,12 @@ def check_labels_scores(y, p) -> tuple[np.ndarray, np.ndarray]:
     return y_arr.astype(np.int8), p_arr
 
 
+def score_ranks(score) -> np.ndarray:
+    """Scores as ranks in (0, 1] (ties share their mean rank), for scores that need not be probabilities: AUPR and
+    AUROC depend only on the order, and the ranks are in the range check_labels_scores expects."""
+    return rankdata(np.asarray(score, dtype=float)) / max(len(score), 1)
+
+
 def aupr(y, p) -> float:
     """Area under the precision-recall curve as average precision; NaN when there is no positive."""
     y, p = check_labels_scores(y, p)
