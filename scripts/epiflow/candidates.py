@@ -6,7 +6,7 @@ annotation +- `promoter_flank`), as the loop path does (epiflow.pairs.candidate_
 per gene (`one_tss_per_gene`), optionally restricted to a gene list. A pair is kept when
 ``min_distance <= |element midpoint - TSS| <= max_distance`` (both bounds inclusive; midpoint = floor((start + end)
 / 2)). Promoters are TSS +- promoter_flank clipped to the chromosome. The table has the columns of every epiflow
-pair table (epiflow.pairs.PAIR_COLUMNS) with label -1 (unknown) and fold 0; pair_id names element and gene.
+pair table (epiflow.io_pairs.PAIR_COLUMNS) with label -1 (unknown) and fold 0; pair_id names element and gene.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from epiflow.errors import InputError
+from epiflow.io_pairs import PAIR_COLUMNS
 from epiflow.io_regions import read_peaks
-from epiflow.pairs import PAIR_COLUMNS, candidate_enhancers, candidate_pairs
+from epiflow.pairs import candidate_enhancers, candidate_pairs
 
 log = logging.getLogger(__name__)
 

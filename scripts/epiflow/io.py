@@ -12,7 +12,7 @@ from epiflow.io_bigwig import (
     max_over_overlaps,
     track_to_bigwig,
 )
-from epiflow.io_pairs import PAIR_FORMATS, read_pair_table, read_pairs
+from epiflow.io_pairs import PAIR_COLUMNS, PAIR_FORMATS, read_pair_table, read_pairs
 from epiflow.io_regions import PEAK_FORMATS, read_bedpe, read_peaks, read_tads, read_tss
 from epiflow.io_text import (
     atomic_path,
@@ -21,7 +21,6 @@ from epiflow.io_text import (
     read_chrom_sizes,
     read_table,
 )
-from epiflow.pairs import PAIR_COLUMNS
 
 __all__ = [
     "PAIR_COLUMNS",

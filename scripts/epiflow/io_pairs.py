@@ -1,5 +1,5 @@
 """Readers for labelled enhancer-promoter pair files (BENGI, TargetFinder, epiflow's own TSV) into the standard
-pair table (epiflow.pairs.PAIR_COLUMNS)."""
+pair table (PAIR_COLUMNS, defined here)."""
 
 import logging
 import os
@@ -20,9 +20,24 @@ from epiflow.io_text import (
     harmonize_chroms,
     read_table,
 )
-from epiflow.pairs import PAIR_COLUMNS
 
 log = logging.getLogger(__name__)
+
+# the columns of every epiflow pair table (0-based half-open coordinates, one chromosome per pair)
+PAIR_COLUMNS = [
+    "pair_id",
+    "cell_line",
+    "chrom",
+    "enhancer_start",
+    "enhancer_end",
+    "promoter_start",
+    "promoter_end",
+    "tss",
+    "gene",
+    "label",
+    "distance",
+    "fold",
+]
 
 PAIR_FORMATS = ("bengi", "targetfinder", "pairs", "crispr")
 CRISPR_PROMOTER_FLANK = 1000  # promoter of a CRISPRi pair: its gene TSS +- this (as pairs_from_loops)

@@ -1,6 +1,7 @@
 """EP pairs: labelled enhancer–promoter pairs from Hi-C loops, distance-matched negatives, chromosome folds.
 
-Every pair table in epiflow has the columns of PAIR_COLUMNS (0-based half-open coordinates, one chromosome per pair).
+Every pair table in epiflow has the columns of PAIR_COLUMNS (0-based half-open coordinates, one chromosome per pair;
+defined in epiflow.io_pairs, below this stage, so the readers need not import it from here).
 """
 
 from __future__ import annotations
@@ -11,23 +12,9 @@ import numpy as np
 import pandas as pd
 
 from epiflow.errors import InputError
+from epiflow.io_pairs import PAIR_COLUMNS
 
 log = logging.getLogger(__name__)
-
-PAIR_COLUMNS = [
-    "pair_id",
-    "cell_line",
-    "chrom",
-    "enhancer_start",
-    "enhancer_end",
-    "promoter_start",
-    "promoter_end",
-    "tss",
-    "gene",
-    "label",
-    "distance",
-    "fold",
-]
 
 
 def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
