@@ -19,7 +19,8 @@ from epiflow.diagnostics import (
     spurious_share,
 )
 from epiflow.models import PairData, make_model
-from epiflow.report_diagnostics import feature_shift, link_heterogeneity, ridge_logistic, summarize_diagnostics
+from epiflow.report_diagnostics import link_heterogeneity, ridge_logistic, summarize_diagnostics
+from epiflow.shift import feature_shift
 
 COLUMNS = ["H3K27ac_enhancer", "H3K27ac_promoter", "H3K27ac_window", "H2AZ_enhancer", "H2AZ_promoter", "H2AZ_window"]
 COLUMNS += ["log_distance"]

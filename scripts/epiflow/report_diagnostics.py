@@ -2,8 +2,9 @@
 diagnostics find over the folds?
 
 Data-side (no model): `feature_shift` — per-feature 1-D Wasserstein distance between the training lines' and the
-held-out line's pair features; `link_heterogeneity` — whether a feature's link to the label differs between the
-training lines (what invariance methods need to see before they can drop a cue; training lines' labels only).
+held-out line's pair features (defined in epiflow.shift, which the predict path uses too, and imported from there);
+`link_heterogeneity` — whether a feature's link to the label differs between the training lines (what invariance
+methods need to see before they can drop a cue; training lines' labels only).
 `summarize_diagnostics` averages the per-fold dicts that epiflow.diagnostics.diagnose_model wrote during training.
 Every function returns plain numbers; NaN where not measurable.
 """
@@ -15,41 +16,9 @@ import math
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from scipy.stats import chi2, wasserstein_distance
+from scipy.stats import chi2
 
-
-# ---- data-side: feature shift -------------------------------------------------------------------------------------
-def _zscore(values: np.ndarray) -> np.ndarray:
-    """Standardize each column (within one cell line); a constant column becomes 0."""
-    sd = values.std(axis=0)
-    return (values - values.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-
-
-def feature_shift(train: dict[str, np.ndarray], test: np.ndarray, columns: list[str]) -> pd.DataFrame:
-    """Per-feature W1 between the pooled training lines (line -> (n, f) values) and the test line ((m, f) values).
-
-    Returns one row per column: `feature`, `w1_raw` (in units of the pooled training SD, so features compare) and
-    `w1_normalized` (after a per-line z-score, which removes location/scale differences such as one lab's x3
-    scaling; what remains is a change of shape). A per-line *rank* transform is not used: it makes every line's
-    marginal uniform by construction, so W1 would be ~0 whatever the shift.
-    """
-    pooled = np.vstack(list(train.values())).astype(np.float64)
-    pooled_norm = np.vstack([_zscore(np.asarray(v, np.float64)) for v in train.values()])
-    test = np.asarray(test, np.float64)
-    test_norm = _zscore(test)
-    sd = pooled.std(axis=0)
-    rows = []
-    for j, name in enumerate(columns):
-        raw = wasserstein_distance(pooled[:, j], test[:, j]) / sd[j] if sd[j] > 0 else 0.0
-        rows.append(
-            {
-                "feature": name,
-                "w1_raw": float(raw),
-                "w1_normalized": float(wasserstein_distance(pooled_norm[:, j], test_norm[:, j])),
-            }
-        )
-    return pd.DataFrame(rows)
-
+from epiflow.shift import feature_shift as feature_shift  # re-exported: the report imports it from here
 
 # ---- data-side: does a feature's link to the label differ between the training lines? -----------------------------
 HETEROGENEITY_RIDGE = 1.0  # L2 penalty of the per-line logistic fits (standardized features; intercept free)

@@ -14,11 +14,43 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import wasserstein_distance
 
 from epiflow.diagnostics import domain_probe
-from epiflow.report_diagnostics import feature_shift
 
 REFERENCE_PAIRS = 20_000  # reference coordinates sampled from the training lines' pairs
+
+
+def _zscore(values: np.ndarray) -> np.ndarray:
+    """Standardize each column (within one cell line); a constant column becomes 0."""
+    sd = values.std(axis=0)
+    return (values - values.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def feature_shift(train: dict[str, np.ndarray], test: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """Per-feature W1 between the pooled training lines (line -> (n, f) values) and the test line ((m, f) values).
+
+    Returns one row per column: `feature`, `w1_raw` (in units of the pooled training SD, so features compare) and
+    `w1_normalized` (after a per-line z-score, which removes location/scale differences such as one lab's x3
+    scaling; what remains is a change of shape). A per-line *rank* transform is not used: it makes every line's
+    marginal uniform by construction, so W1 would be ~0 whatever the shift.
+    """
+    pooled = np.vstack(list(train.values())).astype(np.float64)
+    pooled_norm = np.vstack([_zscore(np.asarray(v, np.float64)) for v in train.values()])
+    test = np.asarray(test, np.float64)
+    test_norm = _zscore(test)
+    sd = pooled.std(axis=0)
+    rows = []
+    for j, name in enumerate(columns):
+        raw = wasserstein_distance(pooled[:, j], test[:, j]) / sd[j] if sd[j] > 0 else 0.0
+        rows.append(
+            {
+                "feature": name,
+                "w1_raw": float(raw),
+                "w1_normalized": float(wasserstein_distance(pooled_norm[:, j], test_norm[:, j])),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def reference_coordinates(pairs: list[pd.DataFrame], n: int = REFERENCE_PAIRS, seed: int = 0) -> pd.DataFrame:
