@@ -20,7 +20,8 @@ import pandas as pd
 from epiflow import audit, narrative, plots
 from epiflow.errors import InputError
 from epiflow.io_pairs import read_pair_table
-from epiflow.report_diagnostics import feature_shift, link_heterogeneity, summarize_diagnostics
+from epiflow.report_diagnostics import link_heterogeneity, summarize_diagnostics
+from epiflow.shift import feature_shift
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,9 @@
 """Shift diagnostics of the report stage: does the held-out line look different, and what did training's model
 diagnostics find over the folds?
 
-Data-side (no model): `feature_shift` — per-feature 1-D Wasserstein distance between the training lines' and the
-held-out line's pair features (defined in epiflow.shift, which the predict path uses too, and imported from there);
-`link_heterogeneity` — whether a feature's link to the label differs between the training lines (what invariance
-methods need to see before they can drop a cue; training lines' labels only).
+Data-side (no model): `link_heterogeneity` — whether a feature's link to the label differs between the training
+lines (what invariance methods need to see before they can drop a cue; training lines' labels only). The per-feature
+shift between the training lines and the held-out line is epiflow.shift.feature_shift, shared with the predict path.
 `summarize_diagnostics` averages the per-fold dicts that epiflow.diagnostics.diagnose_model wrote during training.
 Every function returns plain numbers; NaN where not measurable.
 """
@@ -17,8 +16,6 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 from scipy.stats import chi2
-
-from epiflow.shift import feature_shift as feature_shift  # re-exported: the report imports it from here
 
 # ---- data-side: does a feature's link to the label differ between the training lines? -----------------------------
 HETEROGENEITY_RIDGE = 1.0  # L2 penalty of the per-line logistic fits (standardized features; intercept free)
