@@ -275,21 +275,23 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def local_file_missing(source, path):
-    """A local source (not a URL: download_source fetches and verifies those) whose file is absent, unless the
-    demo simulation writes it."""
-    if "://" in source or os.path.exists(path):
-        return False
-    return not (SIMULATED_DIR and path.startswith(SIMULATED_DIR + os.sep))
+def local_source_state(source, path):
+    """What parse time can check of a source: "url" (download_source fetches and verifies it), "present" (a local
+    file), "simulated" (a file the demo simulation will write) or "missing"."""
+    if "://" in source:
+        return "url"
+    if os.path.exists(path):
+        return "present"
+    return "simulated" if SIMULATED_DIR and path.startswith(SIMULATED_DIR + os.sep) else "missing"
 
 
 def check_local_source(where, source, path, sha256):
     """A local source must exist (unless the demo simulation writes it) and match its sha256 when one is given."""
-    if local_file_missing(source, path):
+    state = local_source_state(source, path)
+    if state == "missing":
         raise WorkflowError(f"{where}: source {source!r} not found (resolved to {path}; expected a file or a URL)")
-    present = "://" not in source and os.path.exists(path)  # not a URL, nor a file the simulation will write
     # hashed once, in the main process (jobs re-parse the workflow on a cluster)
-    if present and sha256 and workflow.is_main_process and file_sha256(path) != sha256.lower():
+    if state == "present" and sha256 and workflow.is_main_process and file_sha256(path) != sha256.lower():
         raise WorkflowError(
             f"{where}: checksum mismatch for {path}: sha256 {file_sha256(path)} (expected {sha256.lower()})"
         )

@@ -80,7 +80,7 @@ def check_predict():
         except (KeyError, ValueError) as error:
             config_error(f"model_params.{model}", str(error.args[0] if error.args else error))
     for key, path in (("annotation", GENE_ANNOTATION), ("genes", GENE_LIST)):
-        if path and local_file_missing(CANDIDATES[key], path):
+        if path and local_source_state(CANDIDATES[key], path) == "missing":
             config_error(f"predict.candidates.{key}", f"{path} not found (expected a file)")
 
     for i, row in (CRISPR if CRISPR is not None else pd.DataFrame()).iterrows():
@@ -176,7 +176,11 @@ CRISPR_PREDICTORS = [p | {"source": source_path(p["source"])} for p in config.ge
 CRISPR_CHAINS = {key: source_path(path) for key, path in (config.get("liftover") or {}).items() if path}
 # an input, so a URL is fetched and a changed list reruns the benchmarks
 EXPRESSED_GENES = source_path(CRISPR_OPTIONS["expressed_genes"]) if CRISPR_OPTIONS.get("expressed_genes") else None
-if EXPRESSED_GENES and CRISPR is not None and local_file_missing(CRISPR_OPTIONS["expressed_genes"], EXPRESSED_GENES):
+if (
+    EXPRESSED_GENES
+    and CRISPR is not None
+    and local_source_state(CRISPR_OPTIONS["expressed_genes"], EXPRESSED_GENES) == "missing"
+):
     config_error("crispr_options.expressed_genes", f"{EXPRESSED_GENES} not found (expected a file, one gene per line)")
 
 
@@ -184,9 +188,10 @@ def check_crispr_predictors():
     """An external predictor's local file must exist and carry its score column (read from the header line)."""
     for i, spec in enumerate(config.get("crispr_predictors") or []):
         path, where = CRISPR_PREDICTORS[i]["source"], f"crispr_predictors[{i}] ({spec['name']})"
-        if local_file_missing(spec["source"], path):
+        state = local_source_state(spec["source"], path)
+        if state == "missing":
             config_error(where, f"source {path} not found (expected an ABC / ENCODE-rE2G prediction file)")
-        if "://" in spec["source"] or not os.path.exists(path):
+        if state != "present":
             continue  # a URL download_source fetches, or a file the simulation writes: crispr_benchmark checks it
         try:  # gzip or plain by content, whatever the name says
             with open_by_content(path, "rt") as handle:
