@@ -10,7 +10,7 @@ import pyBigWig
 import pysam
 import pytest
 
-from epiflow import features, normalize, topology
+from epiflow import features, normalize, topology, track_bins
 from epiflow.errors import InputError, LeakageError
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
@@ -121,15 +121,15 @@ def _brute_table(pairs, dense, resolution):
 @pytest.fixture(params=["intervals", "values"])
 def read_path(request, monkeypatch):
     """Run a test once painting bigWig intervals and once summing per-base values in small chunks."""
-    monkeypatch.setattr(features, "DENSE_FRACTION", 2.0 if request.param == "intervals" else -1.0)
-    monkeypatch.setattr(features, "CHUNK_BP", 1_000)
+    monkeypatch.setattr(track_bins, "DENSE_FRACTION", 2.0 if request.param == "intervals" else -1.0)
+    monkeypatch.setattr(track_bins, "CHUNK_BP", 1_000)
     return request.param
 
 
 def test_load_track_bins_are_mean_coverage_with_missing_as_zero(tracks, read_path):
     paths, dense = tracks
     for resolution in (1, 100, 333):
-        bins = features.load_track(paths["CTCF"], "chr1", SIZES["chr1"], resolution)
+        bins = track_bins.load_track(paths["CTCF"], "chr1", SIZES["chr1"], resolution)
         d = dense["CTCF"]["chr1"]
         expected = [d[i : i + resolution].mean() for i in range(0, d.size, resolution)]
         assert bins.dtype == np.float32 and bins.size == -(-SIZES["chr1"] // resolution)
@@ -138,7 +138,7 @@ def test_load_track_bins_are_mean_coverage_with_missing_as_zero(tracks, read_pat
 
 def test_load_track_missing_chromosome_is_zero_with_warning(tracks, caplog):
     with caplog.at_level(logging.WARNING):
-        bins = features.load_track(tracks[0]["CTCF"], "chr3", SIZES["chr3"], 100)
+        bins = track_bins.load_track(tracks[0]["CTCF"], "chr3", SIZES["chr3"], 100)
     assert bins.shape == (40,) and not bins.any()
     assert "chr3" in caplog.text
 
@@ -414,7 +414,7 @@ def test_real_bigwig_fixture_matches_pybigwig():
         pytest.skip("shared data folder missing")
     with pyBigWig.open(str(path)) as bw:
         size = bw.chroms("1")
-        bins = features.load_track(bw, "1", size, resolution=1_000_000)
+        bins = track_bins.load_track(bw, "1", size, resolution=1_000_000)
         for i in (0, 1, bins.size - 1):
             end = min((i + 1) * 1_000_000, size)
             total = bw.stats("1", i * 1_000_000, end, type="sum", exact=True)[0] or 0.0
