@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from epiflow import narrative
+from epiflow import narrative, narrative_checks
 
 MESSAGES = Path(__file__).resolve().parents[1] / "resources" / "report" / "messages"
 
@@ -201,17 +201,17 @@ def test_example_from_the_seed_and_ranking():
 def test_cue_rules_read_the_cue_the_lines_weigh_most():
     facts = healthy()
     MEETS["cue_indistinct"](facts)
-    (found,) = narrative.cue_indistinct(facts, 0.01)
+    (found,) = narrative_checks.cue_indistinct(facts, 0.01)
     assert found.values["feature"] == "H2AZ_enhancer" and found.values["more"] == 0 and found.values["total"] == 2
     text = narrative.render_findings([found], narrative.load_messages("en", MESSAGES))[0]["text"]
     assert "H2AZ_enhancer" in text and "A 0.90, B 1.00" in text
     # one of the cue's columns differing is enough to make it visible, even if the column weighed most does not
     facts.heterogeneity.loc[facts.heterogeneity.feature == "CTCF_window", "p_adjusted"] = 1e-4
-    assert narrative.cue_indistinct(facts, 0.01) == []
+    assert narrative_checks.cue_indistinct(facts, 0.01) == []
     # once the cue's link differs between the lines, it is a candidate cue instead, and nothing says "indistinct"
     set_value("heterogeneity", "p_adjusted", 1e-4)(facts)
-    assert narrative.cue_indistinct(facts, 0.01) == []
-    (differs,) = narrative.link_differs(facts, 0.01)
+    assert narrative_checks.cue_indistinct(facts, 0.01) == []
+    (differs,) = narrative_checks.link_differs(facts, 0.01)
     assert differs.values["n"] == 2 and differs.strength == pytest.approx(3.0)
     assert differs.values["features"].startswith("H2AZ_enhancer (A 0.90, B 1.00)")  # largest Q first
 
@@ -229,22 +229,22 @@ def test_selection_gap_names_the_chosen_and_the_best():
     facts = healthy()
     set_value("summary", "aupr_test", 0.78, where="epinet")(facts)
     set_value("summary", "aupr_test", 0.90, where="distance")(facts)  # a baseline best on test is not a candidate
-    (found,) = narrative.selection_gap(facts, 0.02)
+    (found,) = narrative_checks.selection_gap(facts, 0.02)
     assert found.values["chosen"] == "gbm" and found.values["best"] == "epinet"
     assert found.values["diff"] == pytest.approx(0.03) and found.strength == pytest.approx(1.5)
     text = narrative.render_findings([found], narrative.load_messages("en", MESSAGES))[0]["text"]
     assert "validation chooses gbm" in text and "epinet is best on test (0.780)" in text and "0.030" in text
     facts.summary["chosen"] = False  # no model has a validation score: nothing to compare
-    assert narrative.selection_gap(facts, 0.02) == []
+    assert narrative_checks.selection_gap(facts, 0.02) == []
 
 
 def test_screened_out_names_the_model_that_decided_the_screen():
     facts = healthy()
     MEETS["screened_out"](facts)
-    (own,) = narrative.screened_out(facts, 0.005)
+    (own,) = narrative_checks.screened_out(facts, 0.005)
     assert own.values["screener"] == "gbm"  # no screened_with (files written before it was kept): the model itself
     facts.diagnostics["screened_with"] = "gbm_robust"  # a `screen_with` proxy decided it
-    (proxy,) = narrative.screened_out(facts, 0.005)
+    (proxy,) = narrative_checks.screened_out(facts, 0.005)
     for language, words in (("en", "decided by gbm_robust"), ("zh", "由 gbm_robust 决定")):
         text = narrative.render_findings([proxy], narrative.load_messages(language, MESSAGES))[0]["text"]
         assert words in text and "+0.020" in text, text
