@@ -17,6 +17,7 @@ rule calibrate_heldout:
         calibration=config["calibration"],
         heldout=lambda wc: wc.heldout,
         chrom_folds=PROTOCOL["chrom_folds"],
+        library=library("calibrate_heldout.py"),
     script:
         "../scripts/calibrate_heldout.py"
 
@@ -32,5 +33,7 @@ rule calibrate_summary:
         "logs/benchmarks/calibrate/summary.tsv"
     conda:
         "../envs/calibrate.yaml"
+    params:
+        library=library("calibrate_summary.py"),
     script:
         "../scripts/calibrate_summary.py"

@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from epiflow.codehash import library_digest  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
 from epiflow.io_text import read_table  # noqa: E402
 from epiflow import metrics  # noqa: E402
@@ -321,6 +322,13 @@ def check_sources():
 
 
 check_sources()
+
+
+def library(script):
+    """A script rule's `library` param: the digest of the epiflow modules its script imports (epiflow.codehash).
+    Snakemake watches the script itself; this makes an edit to library code it runs rerun the rule (params
+    trigger), and leaves rules that do not import the edited module alone."""
+    return library_digest(Path(workflow.basedir) / "scripts" / script)
 
 
 def pair_format(cell_line):

@@ -30,5 +30,6 @@ rule crispr_benchmark:
         chains=lambda wc: crispr_chains(wc.name),
         options=CRISPR_OPTIONS,
         chrom_map=config["reference"]["chrom_map"],
+        library=library("crispr_benchmark.py"),
     script:
         "../scripts/crispr_benchmark.py"

@@ -17,5 +17,6 @@ rule features_compute:
     params:
         marks=MARKS,
         features=config["features"],
+        library=library("features_compute.py"),
     script:
         "../scripts/features_compute.py"

@@ -20,5 +20,6 @@ rule pairs_extract:
         from_loops=lambda wc: config["pairs_from_loops"] if pair_format(wc.cell_line) == "bedpe" else None,
         chrom_folds=PROTOCOL["chrom_folds"],
         chrom_map=config["reference"]["chrom_map"],
+        library=library("pairs_extract.py"),
     script:
         "../scripts/pairs_extract.py"

@@ -25,6 +25,7 @@ rule predict_candidates:
         peak_format=lambda wc: track_format(wc.line, CANDIDATES["enhancer_mark"]),
         candidates=CANDIDATES,
         chrom_map=config["reference"]["chrom_map"],
+        library=library("predict_candidates.py"),
     script:
         "../scripts/predict_candidates.py"
 
@@ -51,6 +52,7 @@ rule predict_features:
         marks=MARKS,
         features=config["features"],
         profiles=predict_needs_profiles(),
+        library=library("predict_features.py"),
     script:
         "../scripts/predict_features.py"
 
@@ -89,6 +91,7 @@ rule predict_fit:
             "features": config["features"],
             "seed": config["train"]["seed"],
         },
+        library=library("predict_fit.py"),
     script:
         "../scripts/predict_fit.py"
 
@@ -115,6 +118,7 @@ rule predict_score:
         tad_lines=lambda wc: [c for c in predict_training_lines(wc.line) if c in TAD_SOURCES],
         chrom_map=config["reference"]["chrom_map"],
         calibration=calibration_settings(config),
+        library=library("predict_score.py"),
     script:
         "../scripts/predict_score.py"
 
@@ -147,6 +151,7 @@ rule predict_outputs:
         mem_mb=lambda wc, attempt: 4000 * attempt,
     params:
         candidates=CANDIDATES,
+        library=library("predict_outputs.py"),
     script:
         "../scripts/predict_outputs.py"
 
@@ -178,6 +183,7 @@ rule predict_shift:
         marks=MARKS,
         features=config["features"],
         seed=config["train"]["seed"],
+        library=library("predict_shift.py"),
     script:
         "../scripts/predict_shift.py"
 
@@ -204,5 +210,7 @@ rule predict_liftover:
     resources:
         # every candidate pair in memory, as predict_outputs
         mem_mb=lambda wc, attempt: 4000 * attempt,
+    params:
+        library=library("predict_liftover.py"),
     script:
         "../scripts/predict_liftover.py"

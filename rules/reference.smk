@@ -13,6 +13,8 @@ if FASTA_SOURCE:
             "logs/benchmarks/reference/fasta.tsv"
         conda:
             "../envs/reference.yaml"
+        params:
+            library=library("reference_fasta.py"),
         script:
             "../scripts/reference_fasta.py"
 
@@ -30,6 +32,7 @@ rule reference_chrom_sizes:
         "../envs/reference.yaml"
     params:
         chrom_map=config["reference"]["chrom_map"],
+        library=library("reference_chrom_sizes.py"),
     script:
         "../scripts/reference_chrom_sizes.py"
 
@@ -48,5 +51,6 @@ rule reference_tss:
         "../envs/reference.yaml"
     params:
         chrom_map=config["reference"]["chrom_map"],
+        library=library("reference_tss.py"),
     script:
         "../scripts/reference_tss.py"

@@ -52,6 +52,7 @@ rule report_reflection:
         anchors=REPORT_ANCHORS,
         report=config["report"],
         ece_bins=config["calibration"]["ece_bins"],
+        library=library("report_reflection.py"),
     script:
         "../scripts/report_reflection.py"
 
@@ -117,5 +118,6 @@ rule report_predict:
         loci=PREDICT["loci"],
         chrom_map=config["reference"]["chrom_map"],
         screens=[] if CRISPR is None else CRISPR[["name", "cell_line"]].to_dict("records"),
+        library=library("report_predict.py"),
     script:
         "../scripts/report_predict.py"

@@ -30,5 +30,6 @@ if "simulate" in config:
             "../envs/simulate.yaml"
         params:
             simulate=SIM,
+            library=library("simulate_demo.py"),
         script:
             "../scripts/simulate_demo.py"

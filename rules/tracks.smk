@@ -15,5 +15,6 @@ rule tracks_bigwig:
     params:
         format=lambda wc: track_format(wc.cell_line, wc.mark),
         chrom_map=config["reference"]["chrom_map"],
+        library=library("tracks_bigwig.py"),
     script:
         "../scripts/tracks_bigwig.py"

@@ -29,5 +29,6 @@ rule train_heldout:
         seed=config["train"]["seed"],
         spurious_marks=config["report"]["spurious_marks"],
         checkpoints=lambda wc: f"results/checkpoints/{wc.heldout}/{wc.model}",
+        library=library("train_heldout.py"),
     script:
         "../scripts/train_heldout.py"

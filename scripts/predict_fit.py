@@ -22,4 +22,5 @@ with device_slot(".snakemake/gpu-slots", n_devices=None if sm.resources.gpu else
     params, settings = sm.params.model_params, sm.params.settings
     final = fit_final(data, lines, sm.wildcards.model, params, sm.params.seed, device, settings)
 final.meta["tad_lines"] = sm.params.tad_lines
+final.meta["library_digest"] = sm.params.library  # the code that fitted it (epiflow.codehash)
 save_final(final, sm.output.model, sm.output.validation, sm.output.meta)

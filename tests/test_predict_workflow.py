@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import copy_workflow, run_snakemake
+from epiflow.codehash import library_digest
 from epiflow.metrics import aupr
 from epiflow.predict_outputs import PREDICTION_COLUMNS, read_interact, read_predictions
 
@@ -90,6 +91,7 @@ def test_final_model_metadata_and_no_self_training(demo_run):
         meta = yaml.safe_load(meta_path.read_text())
         assert meta_path.parent.parent.name == "+".join(meta["training_lines"])
         assert meta["feature_columns"] and meta["config_digest"] and meta["versions"]["scikit-learn"]
+        assert meta["library_digest"] == library_digest(demo_run / "scripts/predict_fit.py")
     for line in predict_config(demo_run)["lines"]:
         calibration = yaml.safe_load((outputs(demo_run, line, DEPLOYED) / "calibration.json").read_text())
         assert line not in calibration["training_lines"]

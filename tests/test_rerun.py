@@ -114,3 +114,20 @@ def test_mirror_on_or_off_downloads_nothing_again(tmp_path):
     assert (workdir / target).read_bytes() == body
     assert planned_jobs(workdir, target) == {}
     assert planned_jobs(workdir, target, "--forcerun", "download_source") == {"download_source": 1}
+
+
+def test_library_edit_reruns_only_the_rules_that_import_it(demo_run, tmp_path):
+    """An edit to a library module reruns the rules whose scripts import it (params: library) and what follows
+    them, nothing upstream: narrative_checks is the report's alone, crispr the CRISPRi benchmark's."""
+    import shutil
+
+    workdir = tmp_path / "run"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    assert planned_jobs(workdir) == {}
+    library = workdir / "scripts" / "epiflow"
+    with open(library / "narrative_checks.py", "a") as module:
+        module.write("\n# edited\n")
+    assert set(planned_jobs(workdir)) - {"all"} == {"report_reflection", "report_predict"}
+    with open(library / "crispr.py", "a") as module:
+        module.write("\n# edited\n")
+    assert set(planned_jobs(workdir)) - {"all"} == {"report_reflection", "report_predict", "crispr_benchmark"}

@@ -75,3 +75,16 @@ def test_cluster_profiles_give_every_rule_the_same_resources():
     assert {name: limits["max_gpu"] > 0 for name, limits in partitions.items()} == {"debug": False, "gpu": True}
     for config in (slurm, generic, gpu):
         assert not any("slurm_partition" in res for res in config["set-resources"].values())
+
+
+@pytest.mark.parametrize("item", RULES, ids=rule_id)
+def test_rule_params_carry_the_digest_of_its_library_code(item):
+    """Every script rule passes library("<its script>") (rules/common.smk), so an edit to library code it imports
+    reruns it; download_source alone does not: its output is checked by its sha256, not made by the code."""
+    path, name, found = item
+    if not found["script"] or name == "download_source":
+        return
+    text = path.read_text()
+    body = text[text.index(f"rule {name}:") :].split("\nrule ")[0]
+    entry = f'library=library("{name}.py")'
+    assert entry in body, f"{path.name}: rule {name}: params lack {entry}"
