@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from epiflow.metrics import aupr, auroc, score_ranks  # noqa: E402
-from epiflow.report import validation_choice  # noqa: E402
+from epiflow.report_facts import validation_choice  # noqa: E402
 
 log = logging.getLogger("bengi")
 WORKFLOW_PARTS = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "pyproject.toml", "resources/report"]
@@ -133,7 +133,7 @@ def summary_table(summary: pd.DataFrame, by_line: dict | None = None) -> pd.Data
     """One row per held-out line x model: test and train AUPR and their gap (the seed's overfitting measure),
     calibration (ECE raw and final), F1 at the validation-chosen threshold beside the test-oracle F1, and the
     positive rate estimated without test labels beside the true one. With the prediction tables (heldout -> model ->
-    table), also the mean per-line validation AUPR and the model validation chooses (report.validation_choice)."""
+    table), also the mean per-line validation AUPR and the model validation chooses (report_facts.validation_choice)."""
     test = summary[summary.split == "test"].set_index(["heldout", "model"])
     train = summary[summary.split == "train"].set_index(["heldout", "model"])
     out = pd.DataFrame({"test_aupr": test.aupr, "train_aupr": train.aupr})

@@ -23,7 +23,7 @@ def healthy() -> narrative.Facts:
             {"heldout": "L", "model": "epinet", "aupr_train": 0.79, "aupr_val": 0.77, "aupr_test": 0.74},
         ]
     )
-    # validation chooses gbm (report.validation_choice), which is also best on test
+    # validation chooses gbm (report_facts.validation_choice), which is also best on test
     summary = summary.assign(aupr_val_lines=summary.aupr_val - 0.01, chosen=summary.model == "gbm")
     summary = summary.assign(
         pos_rate=0.2, threshold=0.30, oracle_threshold=0.28, f1=0.70, oracle_f1=0.72, precision=0.70, recall=0.70

@@ -266,7 +266,7 @@ def test_build_report_on_constructed_run(tmp_path, language):
 
 
 def test_validation_choice_takes_the_best_mean_per_line_candidate():
-    from epiflow.report import validation_choice
+    from epiflow.report_facts import validation_choice
 
     rng = np.random.default_rng(3)
     y = np.tile([1, 0, 0, 0], 50)
@@ -301,7 +301,7 @@ def test_build_report_without_optional_inputs(tmp_path):
 
 def test_heterogeneity_names_a_feature_row_without_a_pair(tmp_path):
     from epiflow.features import load_features
-    from epiflow.report import heterogeneity_table
+    from epiflow.report_facts import heterogeneity_table
 
     inputs = write_run(tmp_path)
     features = load_features(inputs.features["B"])

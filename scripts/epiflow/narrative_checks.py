@@ -337,7 +337,7 @@ def cue_indistinct(facts: Facts, t: float) -> list[Finding]:
 
 
 def selection_gap(facts: Facts, t: float) -> list[Finding]:
-    """The candidate validation chooses (report.validation_choice) trails the best candidate on test by >= t AUPR:
+    """The candidate validation chooses (report_facts.validation_choice) trails the best candidate on test by >= t AUPR:
     naming the winner after seeing the held-out line would overstate what one can deploy for an unseen line."""
     out = []
     table = _candidates(facts.summary)
