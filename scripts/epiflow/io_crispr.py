@@ -91,42 +91,14 @@ def read_crispr(
     positives)."""
     if min_power is not None and not power_column:
         raise InputError(f"{path}: min_power {min_power} given without a power column")
-    table = read_table(path, header=True)
-    header_line = int(table.index[0]) - 1
-    needed = list(SCREEN_COLUMNS) + ([power_column] if power_column else [])
-    missing = [c for c in needed if c not in table.columns]
-    if missing:
-        fail(path, header_line, f"missing column(s) {missing} (expected the EPCrisprBenchmark header)")
-    if cell_line is not None:
-        line = first_bad(table["CellType"].str.strip() != cell_line)
-        if line is not None:
-            fail(path, line, f"CellType {table['CellType'][line]!r} (expected {cell_line!r}, the sheet's cell line)")
+    table = _read_screen(path, cell_line, power_column)
     valid = _as_bool(table["ValidConnection"], path, "ValidConnection")
     label = _as_bool(table["Regulated"], path, "Regulated")
     stats = {"rows": len(table), "invalid_connection": int((~valid).sum())}
     table, label = table[valid], label[valid]
     if table.empty:
         raise InputError(f"{path}: no row with ValidConnection TRUE (expected at least one)")
-    chroms = harmonize_chroms(table["chrom"].str.strip(), None, chrom_map, path)
-    frame = pd.DataFrame({"chrom": chroms}, index=table.index)
-    frame["start"] = as_int(table["chromStart"], path, "chromStart")
-    frame["end"] = as_int(table["chromEnd"], path, "chromEnd")
-    check_start_end(frame["start"], frame["end"], path, names=("chromStart", "chromEnd"))
-    frame["gene"] = table["measuredGeneSymbol"].str.strip()
-    ids = table["measuredGeneEnsemblId"] if "measuredGeneEnsemblId" in table else pd.Series("", index=table.index)
-    frame["gene_id"] = strip_version(ids.str.strip().replace("NA", ""))
-    frame["gene_tss"] = as_int(table["startTSS"], path, "startTSS")
-    unknown_tss = (frame["gene_tss"] == 0) & (as_int(table["endTSS"], path, "endTSS") == 0)
-    if "chrTSS" in table:
-        line = first_bad((table["chrTSS"].str.strip() != table["chrom"].str.strip()) & ~unknown_tss)
-        if line is not None:
-            fail(path, line, f"chrTSS {table['chrTSS'][line]!r} differs from chrom (expected a cis pair)")
-    frame["label"] = label.astype(np.int64)
-    frame["name"] = table.get("name", "")
-    frame["dataset"] = table.get("Dataset", "")
-    frame["line"] = frame.index
-    frame.loc[unknown_tss, "gene_tss"] = MISSING_TSS
-    frame["distance"] = _distance(frame, table, path)
+    frame, unknown_tss = _screen_pairs(table, label, path, chrom_map)
     stats["missing_tss"] = int(unknown_tss.sum())
     stats["missing_tss_dropped"] = int(frame["distance"].isna().sum())
     frame = frame[frame["distance"].notna()]
@@ -137,6 +109,55 @@ def read_crispr(
     stats.update(pairs=len(frame), positives=int(frame["label"].sum()))
     log.info("%s: %d pairs (%d regulated); dropped %s", path, len(frame), stats["positives"], stats)
     return frame.reset_index(drop=True), stats
+
+
+def _read_screen(path, cell_line: str | None, power_column: str | None) -> pd.DataFrame:
+    """The screen's rows as text, indexed by file line; a missing column, or a CellType other than `cell_line`
+    (when given), is an InputError naming the line."""
+    table = read_table(path, header=True)
+    header_line = int(table.index[0]) - 1
+    needed = list(SCREEN_COLUMNS) + ([power_column] if power_column else [])
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        fail(path, header_line, f"missing column(s) {missing} (expected the EPCrisprBenchmark header)")
+    if cell_line is not None:
+        line = first_bad(table["CellType"].str.strip() != cell_line)
+        if line is not None:
+            fail(path, line, f"CellType {table['CellType'][line]!r} (expected {cell_line!r}, the sheet's cell line)")
+    return table
+
+
+def _screen_pairs(table: pd.DataFrame, label: pd.Series, path, chrom_map) -> tuple[pd.DataFrame, pd.Series]:
+    """The valid rows as DataFrame[chrom, start, end, gene, gene_id, gene_tss, label, name, dataset, line,
+    distance], indexed by file line (distance NaN where neither it nor the TSS is known), and the mask of the rows
+    whose TSS is unknown."""
+    chroms = harmonize_chroms(table["chrom"].str.strip(), None, chrom_map, path)
+    frame = pd.DataFrame({"chrom": chroms}, index=table.index)
+    frame["start"] = as_int(table["chromStart"], path, "chromStart")
+    frame["end"] = as_int(table["chromEnd"], path, "chromEnd")
+    check_start_end(frame["start"], frame["end"], path, names=("chromStart", "chromEnd"))
+    frame["gene"] = table["measuredGeneSymbol"].str.strip()
+    ids = table["measuredGeneEnsemblId"] if "measuredGeneEnsemblId" in table else pd.Series("", index=table.index)
+    frame["gene_id"] = strip_version(ids.str.strip().replace("NA", ""))
+    frame["gene_tss"], unknown_tss = _gene_tss(table, path)
+    frame["label"] = label.astype(np.int64)
+    frame["name"] = table.get("name", "")
+    frame["dataset"] = table.get("Dataset", "")
+    frame["line"] = frame.index
+    frame["distance"] = _distance(frame, table, path)
+    return frame, unknown_tss
+
+
+def _gene_tss(table: pd.DataFrame, path) -> tuple[pd.Series, pd.Series]:
+    """startTSS, MISSING_TSS where the TSS is unknown (startTSS == endTSS == 0), and the mask of those rows; a known
+    TSS on another chromosome than its element (chrTSS) is an InputError naming the line."""
+    tss = as_int(table["startTSS"], path, "startTSS")
+    unknown = (tss == 0) & (as_int(table["endTSS"], path, "endTSS") == 0)
+    if "chrTSS" in table:
+        line = first_bad((table["chrTSS"].str.strip() != table["chrom"].str.strip()) & ~unknown)
+        if line is not None:
+            fail(path, line, f"chrTSS {table['chrTSS'][line]!r} differs from chrom (expected a cis pair)")
+    return tss.mask(unknown, MISSING_TSS), unknown
 
 
 def _distance(frame: pd.DataFrame, table: pd.DataFrame, path) -> pd.Series:
@@ -177,11 +198,41 @@ def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, ch
     `chroms` are skipped, and none left is an InputError, as is an element-gene pair listed twice or a fractional
     TargetGeneTSS. Returns DataFrame[chrom, start, end, gene, gene_tss, score] (gene_tss MISSING_TSS when
     absent)."""
+    table, chrom = _read_prediction_rows(path, score_column)
+    table[chrom] = harmonize_chroms(table[chrom].str.strip(), None, chrom_map, path)
+    if chroms is not None:
+        table = table[table[chrom].isin(set(chroms))]
+        if table.empty:
+            raise InputError(
+                f"{path}: no prediction on the screen's chromosomes {sorted(chroms)[:5]} (expected some; check the "
+                "chromosome names)"
+            )
+    frame = pd.DataFrame({"chrom": table[chrom]}, index=table.index)
+    frame["start"] = as_int(table["start"], path, "start")
+    frame["end"] = as_int(table["end"], path, "end")
+    check_start_end(frame["start"], frame["end"], path)
+    frame["gene"] = strip_version(table["TargetGene"])
+    frame["gene_tss"] = _target_gene_tss(table, path)
+    frame["score"] = _as_number(table[score_column], path, score_column)
+    _refuse_duplicates(frame, path, "element-gene prediction")  # `aggregate: sum` would count it twice
+    return frame.reset_index(drop=True)
+
+
+def _prediction_header(path) -> tuple[str | None, pd.Index]:
+    """(the compression told by content, the header's column names); an unreadable file is an InputError."""
     try:
         compression = "gzip" if is_gzip(path) else None  # by content, whatever the name says
         header = pd.read_csv(path, sep="\t", nrows=0, compression=compression, quoting=csv.QUOTE_NONE).columns
     except (OSError, ValueError, EOFError) as err:
         raise InputError(f"{path}: cannot read predictions ({err})") from err
+    return compression, header
+
+
+def _read_prediction_rows(path, score_column: str) -> tuple[pd.DataFrame, str]:
+    """The prediction rows as text (the columns read_predictions needs), indexed by file line, blank lines dropped,
+    and the name of the chromosome column (chrom or chr). A missing column, a row with another field count than the
+    header and a file with no row are InputErrors."""
+    compression, header = _prediction_header(path)
     chrom = "chrom" if "chrom" in header else "chr"
     needed = [chrom, "start", "end", "TargetGene", score_column]
     missing = [c for c in needed if c not in header]
@@ -203,28 +254,18 @@ def read_predictions(path: str | os.PathLike, score_column: str, chroms=None, ch
     table = table[(table.apply(lambda column: column.str.strip()) != "").any(axis=1)]  # blank lines
     if table.empty:
         raise InputError(f"{path}: only a header line (expected prediction rows after it)")
-    table[chrom] = harmonize_chroms(table[chrom].str.strip(), None, chrom_map, path)
-    if chroms is not None:
-        table = table[table[chrom].isin(set(chroms))]
-        if table.empty:
-            raise InputError(
-                f"{path}: no prediction on the screen's chromosomes {sorted(chroms)[:5]} (expected some; check the "
-                "chromosome names)"
-            )
-    frame = pd.DataFrame({"chrom": table[chrom]}, index=table.index)
-    frame["start"] = as_int(table["start"], path, "start")
-    frame["end"] = as_int(table["end"], path, "end")
-    check_start_end(frame["start"], frame["end"], path)
-    frame["gene"] = strip_version(table["TargetGene"])
+    return table, chrom
+
+
+def _target_gene_tss(table: pd.DataFrame, path) -> pd.Series:
+    """TargetGeneTSS as int64, MISSING_TSS where the column is absent or a cell is NA or empty; a fractional or
+    non-numeric TSS is an InputError naming the line."""
     tss = table.get("TargetGeneTSS", pd.Series(str(MISSING_TSS), index=table.index)).replace(["NA", ""], "-1")
-    frame["gene_tss"] = pd.to_numeric(tss, errors="coerce")
-    line = first_bad(frame["gene_tss"].isna() | (frame["gene_tss"] % 1 != 0))
+    numbers = pd.to_numeric(tss, errors="coerce")
+    line = first_bad(numbers.isna() | (numbers % 1 != 0))
     if line is not None:
         fail(path, line, f"TargetGeneTSS {tss[line]!r} is not an integer")
-    frame["gene_tss"] = frame["gene_tss"].astype(np.int64)
-    frame["score"] = _as_number(table[score_column], path, score_column)
-    _refuse_duplicates(frame, path, "element-gene prediction")  # `aggregate: sum` would count it twice
-    return frame.reset_index(drop=True)
+    return numbers.astype(np.int64)
 
 
 def _refuse_duplicates(frame: pd.DataFrame, path, what: str) -> None:
