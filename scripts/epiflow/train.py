@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -278,6 +279,47 @@ def fit_fold(
     return FoldFit(fits, record.get("screened", {}), record.get("screen"), record.get("grid"))
 
 
+def fold_splits(
+    pool_all: PairData, test_all: PairData, heldout: str, chrom_folds: list[list[str]] | None
+) -> Iterator[tuple[int, PairData, PairData]]:
+    """(fold, training pool, test rows) of each chromosome fold, the pool checked free of the held-out line and the
+    fold's test chromosomes; without folds, one fold: the whole pool and every held-out row."""
+    chroms = sorted(set(pool_all.frame.chrom) | set(test_all.frame.chrom))
+    for f, test_chroms in enumerate(fold_chromosomes(chrom_folds, chroms)):
+        in_fold = pool_all.frame.chrom.isin(test_chroms).to_numpy()
+        pool = pool_all.subset(~in_fold) if chrom_folds else pool_all
+        test = test_all.subset(test_all.frame.chrom.isin(test_chroms).to_numpy())
+        where = f"fold {f} training pool" if chrom_folds else "training pool"
+        assert_no_leakage(pool.frame, heldout, test_chroms if chrom_folds else [], where)
+        yield f, pool, test
+
+
+def score_fold(
+    fold: FoldFit, pool: PairData, test: PairData, f: int, spurious_columns, seed: int
+) -> tuple[list[pd.DataFrame], list[dict], list[dict]]:
+    """One fold's score rows (val per validation set, then train averaged over the fits that trained on a row, then
+    test averaged over the fold's models), its per-fit notes and (with `spurious_columns`) its first fit's
+    diagnostics."""
+    rows, notes, diagnostics = [], [], []
+    test_scores, train_sum, train_n = [], np.zeros(len(pool)), np.zeros(len(pool))
+    for i, (v, is_val, model) in enumerate(fold.fits):
+        train, val = pool.subset(~is_val), pool.subset(is_val)
+        rows.append(score_frame(val, model.predict(val), f, "val"))
+        train_sum[~is_val] += model.predict(train)
+        train_n[~is_val] += 1
+        test_scores.append(model.predict(test))
+        notes.append({"fold": f, "validation_set": v, "n_train": len(train), "n_val": len(val)})
+        if spurious_columns is not None and i == 0:
+            from epiflow.diagnostics import diagnose_model
+
+            one = getattr(model, "members", [model])[0]  # an ensemble's embedding and weights: its first member
+            found = diagnose_model(one, train, test, tuple(spurious_columns), seed)
+            diagnostics.append({"fold": f, "validation_set": v} | found | fold.screened)
+    rows.append(score_frame(pool, train_sum / np.maximum(train_n, 1), f, "train"))
+    rows.append(score_frame(test, np.mean(test_scores, axis=0), f, "test"))
+    return rows, notes, diagnostics
+
+
 def run_heldout(
     data: dict[str, PairData],
     heldout: str,
@@ -301,36 +343,15 @@ def run_heldout(
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     pool_all = concat_data([data[c] for c in train_lines])
-    test_all = data[heldout]
-    chroms = sorted(set(pool_all.frame.chrom) | set(test_all.frame.chrom))
     rows, notes, diagnostics, screens, grids = [], [], [], [], []
-    for f, test_chroms in enumerate(fold_chromosomes(chrom_folds, chroms)):
-        in_fold = pool_all.frame.chrom.isin(test_chroms).to_numpy()
-        pool = pool_all.subset(~in_fold) if chrom_folds else pool_all
-        test = test_all.subset(test_all.frame.chrom.isin(test_chroms).to_numpy())
-        where = f"fold {f} training pool" if chrom_folds else "training pool"
-        assert_no_leakage(pool.frame, heldout, test_chroms if chrom_folds else [], where)
+    for f, pool, test in fold_splits(pool_all, data[heldout], heldout, chrom_folds):
         fold = fit_fold(
             pool, train_lines, model_name, params, seed, f, checkpoint_dir, device, validation, validation_folds
         )
         screens += [fold.screen] if fold.screen else []
         grids += [fold.grid] if fold.grid else []
-        test_scores, train_sum, train_n = [], np.zeros(len(pool)), np.zeros(len(pool))
-        for i, (v, is_val, model) in enumerate(fold.fits):
-            train, val = pool.subset(~is_val), pool.subset(is_val)
-            rows.append(score_frame(val, model.predict(val), f, "val"))
-            train_sum[~is_val] += model.predict(train)
-            train_n[~is_val] += 1
-            test_scores.append(model.predict(test))
-            notes.append({"fold": f, "validation_set": v, "n_train": len(train), "n_val": len(val)})
-            if spurious_columns is not None and i == 0:
-                from epiflow.diagnostics import diagnose_model
-
-                one = getattr(model, "members", [model])[0]  # an ensemble's embedding and weights: its first member
-                found = diagnose_model(one, train, test, tuple(spurious_columns), seed)
-                diagnostics.append({"fold": f, "validation_set": v} | found | fold.screened)
-        rows.append(score_frame(pool, train_sum / np.maximum(train_n, 1), f, "train"))
-        rows.append(score_frame(test, np.mean(test_scores, axis=0), f, "test"))
+        fold_rows, fold_notes, fold_diagnostics = score_fold(fold, pool, test, f, spurious_columns, seed)
+        rows, notes, diagnostics = rows + fold_rows, notes + fold_notes, diagnostics + fold_diagnostics
     scores = pd.concat(rows, ignore_index=True)[SCORE_COLUMNS]
     info = {"heldout": heldout, "model": model_name, "train_lines": train_lines, "validation": validation}
     info["fits"] = notes
