@@ -336,6 +336,12 @@ def pair_format(cell_line):
     return PAIRS.set_index("cell_line").at[cell_line, "format"]
 
 
+def is_loop_line(cell_line):
+    """Whether a labelled line's pairs are called from loops (a bedpe sheet row): only those read TSSs, the
+    enhancer-mark peaks and pairs_from_loops."""
+    return pair_format(cell_line) == "bedpe"
+
+
 def track_format(cell_line, mark):
     """The sheet format of a cell line's mark, or None when the sheet has no such track."""
     rows = TRACKS[(TRACKS.cell_line == cell_line) & (TRACKS.mark == mark)]
@@ -355,7 +361,7 @@ def model_uses_gpu(model):
 def pairs_inputs(wildcards):
     """The pair source; for loop (bedpe) sources also the TSS table and the enhancer-mark peaks."""
     inputs = {"source": PAIR_SOURCES[wildcards.cell_line], "chrom_sizes": "results/reference/chrom_sizes.tsv"}
-    if pair_format(wildcards.cell_line) == "bedpe":
+    if is_loop_line(wildcards.cell_line):
         mark = config["pairs_from_loops"]["enhancer_mark"]
         inputs["tss"] = "results/reference/tss.tsv.gz"
         inputs["peaks"] = TRACK_SOURCES[(wildcards.cell_line, mark)]

@@ -14,10 +14,10 @@ rule pairs_extract:
         # only loop (bedpe) lines use these: a changed pairs_from_loops reruns no other line's table
         peak_format=lambda wc: (
             track_format(wc.cell_line, config["pairs_from_loops"]["enhancer_mark"])
-            if pair_format(wc.cell_line) == "bedpe"
+            if is_loop_line(wc.cell_line)
             else None
         ),
-        from_loops=lambda wc: config["pairs_from_loops"] if pair_format(wc.cell_line) == "bedpe" else None,
+        from_loops=lambda wc: config["pairs_from_loops"] if is_loop_line(wc.cell_line) else None,
         chrom_folds=PROTOCOL["chrom_folds"],
         chrom_map=config["reference"]["chrom_map"],
         library=library("pairs_extract.py"),
