@@ -131,6 +131,11 @@ def test_a_cut_or_malformed_chain_file_is_refused_naming_the_line(tmp_path):
     assert liftover.load_chain(tmp_path / "whole.over.chain.gz").convert_coordinate("chrA", 60005) == [
         ("chrB", 5, "+", 900)
     ]
+    # gzip or plain is told by content, as the check reads it, not by the name
+    (tmp_path / "gzip.over.chain").write_bytes(whole)
+    (tmp_path / "plain.over.chain.gz").write_text(CHAIN)
+    for misnamed in ("gzip.over.chain", "plain.over.chain.gz"):
+        assert liftover.load_chain(tmp_path / misnamed).convert_coordinate("chrA", 60005) == [("chrB", 5, "+", 900)]
 
 
 # ---- real chains ---------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import pandas as pd
 from pyliftover import LiftOver
 
 from epiflow.errors import InputError
-from epiflow.io_text import fail, open_by_content
+from epiflow.io_text import fail, is_gzip, open_by_content
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,15 @@ MAX_LENGTH_RATIO = 2.0
 
 
 def load_chain(path: str | os.PathLike) -> LiftOver:
-    """A pyliftover LiftOver of a UCSC chain file (plain or .gz); a missing or unreadable file is an InputError, and
-    so is a malformed or cut chain (check_chain)."""
+    """A pyliftover LiftOver of a UCSC chain file, plain or gzip told by content as check_chain reads it (pyliftover
+    alone goes by the name: a gzip chain not named .gz loaded as an empty chain that maps nothing); a missing or
+    unreadable file is an InputError, and so is a malformed or cut chain (check_chain)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: chain file not found (expected a UCSC .over.chain[.gz] file)")
     check_chain(path)
     try:
-        return LiftOver(path)
+        return LiftOver(path, use_gzip=is_gzip(path))
     except Exception as err:  # pyliftover raises bare Exception on a malformed chain; gzip/OS errors too
         raise InputError(f"{path}: cannot read as a UCSC chain file ({err})") from err
 
