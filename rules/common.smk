@@ -15,7 +15,8 @@ from epiflow.errors import InputError  # noqa: E402
 from epiflow.io_text import read_table  # noqa: E402
 from epiflow import metrics  # noqa: E402
 from epiflow.models import available_models, model_params, unknown_params  # noqa: E402
-from epiflow.train import check_model_params, training_lines  # noqa: E402
+from epiflow.selection import check_model_params  # noqa: E402
+from epiflow.train import training_lines  # noqa: E402
 
 CONFIG_FILE = ", ".join(str(f) for f in workflow.overwrite_configfiles) or "config/config.yaml"
 validate(config, "../config/schemas/config.schema.yaml")

@@ -10,16 +10,8 @@ from epiflow.calibrate import calibrate_scores, split_metrics
 from epiflow.errors import LeakageError
 from epiflow.metrics import aupr
 from epiflow.models import PairData
-from epiflow.train import (
-    assert_no_leakage,
-    check_cell_line,
-    choose_params,
-    concat_data,
-    grid_combinations,
-    run_heldout,
-    screen_marks,
-    validation_groups,
-)
+from epiflow.selection import choose_params, grid_combinations, screen_marks, validation_groups
+from epiflow.train import assert_no_leakage, check_cell_line, concat_data, run_heldout
 
 CHROMS = ["chr1", "chr2", "chr3", "chr4"]
 CFG = {

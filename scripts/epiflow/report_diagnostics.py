@@ -109,7 +109,7 @@ def summarize_diagnostics(per_fold: list[dict]) -> dict:
     out["attribution"] = {c: _nanmean([d.get("attribution", {}).get(c) for d in per_fold]) for c in columns}
     out["spurious_columns"] = per_fold[0].get("spurious_columns", [])
     out["spurious_groups"] = per_fold[0].get("spurious_groups", [])
-    if any("screened_out" in d for d in per_fold):  # the environment screen ran (epiflow.train.screen_marks)
+    if any("screened_out" in d for d in per_fold):  # the environment screen ran (epiflow.selection.screen_marks)
         out["screened_out"] = sorted({m for d in per_fold for m in d.get("screened_out", [])})
         out["screened_with"] = per_fold[0].get("screened_with")  # the model whose validation fits decided it
     return out

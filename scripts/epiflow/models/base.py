@@ -105,7 +105,7 @@ class Model:
     params: `model_params.<name>` of the config over the class `defaults`; `exclude_columns` (a list of feature
     columns or groups of column_groups) is honoured by every model that reads the table; `screen_marks` (with
     `screen_margin`, and `screen_with`: a model that screens in its place) asks the training protocol for the
-    environment screen (epiflow.train.screen_marks);
+    environment screen (epiflow.selection.screen_marks);
     `ensemble: k` (k > 1) makes every fit the mean of k members (Ensemble).
     """
 
@@ -138,7 +138,8 @@ class Model:
 
 
 # Params every model accepts that are about its inputs and the training protocol, not the learner itself, with the
-# value used when unset; `ensemble` is make_model's, the others are read by the training protocol (epiflow.train).
+# value used when unset; `ensemble` is make_model's, the others are read by the training protocol (epiflow.train and
+# epiflow.selection).
 PROTOCOL_DEFAULTS = {
     "exclude_columns": [],
     "screen_marks": False,
@@ -197,7 +198,7 @@ def available_models() -> dict[str, type[Model]]:
         "gbm_notopo": preset(GBMModel, "gbm_notopo", exclude_columns=["topology"]),
         # capacity held down (few leaves, large leaves, L2): the seed's over-fit to cell-line cues, treated
         "gbm_robust": preset(GBMModel, "gbm_robust", **GBM_ROBUST),
-        # the environment screen (epiflow.train.screen_marks): marks that do not transfer to a held-out training
+        # the environment screen (epiflow.selection.screen_marks): marks that do not transfer to a held-out training
         # line are dropped before the final fits
         "gbm_screen": preset(GBMModel, "gbm_screen", screen_marks=True),
         # every training line the same total weight (docs/findings/calibration.md, round 2: chosen on validation)
