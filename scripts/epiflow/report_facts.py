@@ -216,7 +216,8 @@ def diagnostics_table(paths: dict, keys) -> pd.DataFrame:
     # a list where the model screened ([] = it kept every mark), None where it does not screen
     screened = table["screened_out"] if "screened_out" in table else [None] * len(table)
     table["screened_out"] = [v if isinstance(v, list) else None for v in screened]
-    # the model that decided the screen, None where unknown (older files; narrative.screened_out then names the model)
+    # the model that decided the screen, None where unknown (older files; narrative_checks.screened_out then names
+    # the model)
     screener = table["screened_with"] if "screened_with" in table else [None] * len(table)
     table["screened_with"] = [s if isinstance(s, str) else None for s in screener]
     for column in ("spurious_columns", "spurious_groups"):
