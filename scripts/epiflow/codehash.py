@@ -33,14 +33,15 @@ def _package_of(root: Path, path: Path) -> str:
 
 def _imported_names(root: Path, path: Path) -> frozenset[str]:
     """Dotted names of the package's modules (and their parent packages) that one file imports anywhere in it."""
-    return _parsed_names(root, path, path.stat().st_mtime_ns)
+    return _parsed_names(root, path, path.read_bytes())
 
 
 @cache
-def _parsed_names(root: Path, path: Path, mtime_ns: int) -> frozenset[str]:
-    """_imported_names, parsed once per file version (every rule's digest walks the shared modules again)."""
+def _parsed_names(root: Path, path: Path, source: bytes) -> frozenset[str]:
+    """_imported_names of one file's content, parsed once per content (every rule's digest walks the shared
+    modules again; keyed by the bytes, not the mtime, so an edit within the mtime's resolution is not missed)."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(ast.parse(source, filename=str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
