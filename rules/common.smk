@@ -11,6 +11,7 @@ from snakemake.utils import update_config, validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from epiflow.codehash import library_digest  # noqa: E402
+from epiflow.download import sha256sum  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
 from epiflow.io_text import read_table  # noqa: E402
 from epiflow import metrics  # noqa: E402
@@ -269,14 +270,6 @@ USE_SEQUENCE = bool(FASTA_SOURCE) and config["features"]["sequence_length"] > 0
 SIMULATED_DIR = os.path.normpath(config["simulate"]["outdir"]) if "simulate" in config else None
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def local_source_state(source, path):
     """What parse time can check of a source: "url" (download_source fetches and verifies it), "present" (a local
     file), "simulated" (a file the demo simulation will write) or "missing"."""
@@ -293,10 +286,8 @@ def check_local_source(where, source, path, sha256):
     if state == "missing":
         raise WorkflowError(f"{where}: source {source!r} not found (resolved to {path}; expected a file or a URL)")
     # hashed once, in the main process (jobs re-parse the workflow on a cluster)
-    if state == "present" and sha256 and workflow.is_main_process and file_sha256(path) != sha256.lower():
-        raise WorkflowError(
-            f"{where}: checksum mismatch for {path}: sha256 {file_sha256(path)} (expected {sha256.lower()})"
-        )
+    if state == "present" and sha256 and workflow.is_main_process and (found := sha256sum(path)) != sha256.lower():
+        raise WorkflowError(f"{where}: checksum mismatch for {path}: sha256 {found} (expected {sha256.lower()})")
 
 
 def check_sources():
