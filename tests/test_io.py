@@ -477,3 +477,25 @@ def test_track_to_bigwig_real_fixture(tmp_path):
     with pytest.raises(InputError, match="different assembly"):
         io.track_to_bigwig(source, "bigwig", wrong, tmp_path / "wrong.bw", "auto")
     assert not (tmp_path / "wrong.bw").exists()
+
+
+@pytest.mark.parametrize("kept", [0.9, 0.99])
+def test_truncated_bigwig_is_an_input_error(tmp_path, kept):
+    """A bigWig cut short (a download stopped early) whose header still reads: libBigWig's RuntimeError on the
+    missing blocks becomes an InputError naming the file, and no output is written (copy or rewrite alike)."""
+    sizes = {"chr1": 300_000, "chr2": 200_000}
+    whole = tmp_path / "whole.bw"
+    bw = pyBigWig.open(str(whole), "w")
+    bw.addHeader(list(sizes.items()))
+    rng = np.random.default_rng(0)
+    for chrom, size in sizes.items():
+        bw.addEntries(chrom, 0, values=rng.random(size // 50).tolist(), span=50, step=50)
+    bw.close()
+    cut = tmp_path / "cut.bw"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * kept)])
+    for reference in (sizes, dict(reversed(sizes.items()))):  # same header (copied) or another order (rewritten)
+        with expect_error(cut, None, "corrupt or truncated bigWig", "fetch the file again"):
+            io.track_to_bigwig(cut, "bigwig", reference, tmp_path / "out.bw")
+        assert not (tmp_path / "out.bw").exists()
+        assert not list(tmp_path.glob("*.part"))

@@ -247,7 +247,8 @@ def check_signal_on(bigwig_path, chroms: list[str], source) -> None:
 
 def bigwig_to_bigwig(source_path, chrom_sizes: Mapping[str, int], out_path, chrom_map: ChromMap = None) -> Path:
     """Check a bigWig's header against chrom_sizes (names mapped by chrom_map, same lengths) and copy it, or
-    rewrite it with header chrom_sizes when names or order differ. Contigs not in chrom_sizes are dropped."""
+    rewrite it with header chrom_sizes when names or order differ. Contigs not in chrom_sizes are dropped. A file
+    libBigWig cannot read to the end (cut short, damaged) is an InputError."""
     try:
         bw = pyBigWig.open(str(source_path))
     except RuntimeError as err:
@@ -266,6 +267,11 @@ def bigwig_to_bigwig(source_path, chrom_sizes: Mapping[str, int], out_path, chro
         sources = {chrom: name for name, chrom in contigs.items()}
         per_chrom = ((chrom, _bigwig_entries(bw, sources[chrom])) for chrom in chrom_sizes if chrom in sources)
         return _write_bigwig(chrom_sizes, out_path, per_chrom)
+    except RuntimeError as err:  # libBigWig cannot read a block its header points to: the file is cut or damaged
+        raise InputError(
+            f"{source_path}: corrupt or truncated bigWig file ({err}); expected a complete bigWig (fetch the file "
+            "again)"
+        ) from err
     finally:
         bw.close()
 
