@@ -13,6 +13,7 @@ import pytest
 
 from epiflow import io
 from epiflow.errors import InputError
+from epiflow.io_text import read_gene_list
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is missing")
@@ -329,6 +330,21 @@ def test_pairs_errors_and_duplicates(tmp_path, caplog):
     path.write_text(row.replace("1\t5000", "2\t5000", 1))
     with expect_error(path, 1, "label '2'"):
         io.read_pairs(path, "bengi", "X")
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_first_field(tmp_path):
+    """A sheet, pair file or gene list saved as "UTF-8" by Excel starts with a byte order mark: the first column's
+    name (or the first gene) is read without it, not as a missing column or an unknown gene."""
+    bom = "\ufeff"
+    csv = write(
+        tmp_path / "tf.csv", bom + "enhancer_name,promoter_name,label\nK562|chr1:100-200,K562|chr1:5000-5400,1\n"
+    )
+    assert io.read_pairs(csv, "targetfinder", "K562").loc[0, "enhancer_start"] == 100
+    tsv = "chrom\tenhancer_start\tenhancer_end\tpromoter_start\tpromoter_end\tlabel\nchr1\t100\t200\t1000\t1200\t1\n"
+    assert io.read_pairs(write(tmp_path / "p.tsv", bom + tsv), "pairs", "A").loc[0, "chrom"] == "chr1"
+    sheet = io.read_table(write(tmp_path / "sheet.tsv", bom + "cell_line\tsource\nA\tx\n"), header=True)
+    assert list(sheet.columns) == ["cell_line", "source"]
+    assert read_gene_list(write(tmp_path / "genes.txt", bom + "GATA1\nTAL1\n")) == ["GATA1", "TAL1"]
 
 
 def test_epiflow_pairs_roundtrip(tmp_path):

@@ -2,6 +2,7 @@
 naming. Frames returned here are indexed by the 1-based line number of each row in its file, so a check can
 report where the first bad row is; readers reset the index before handing frames out."""
 
+import codecs
 import contextlib
 import csv
 import gzip
@@ -28,7 +29,8 @@ CHROM_MAP_HINT = "set `reference.chrom_map: auto` in the config (chrom_map='auto
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """Return the decoded text of a plain or gzip file; any read, gzip or decoding problem is an InputError."""
+    """Return the decoded text of a plain or gzip file, without a leading UTF-8 byte order mark; any read, gzip or
+    decoding problem is an InputError."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -38,6 +40,7 @@ def read_text(path: str | os.PathLike) -> str:
         raise InputError(f"{path}: file not found") from err
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err})") from err
+    raw = raw.removeprefix(codecs.BOM_UTF8)  # Excel's "UTF-8" TSV/CSV: not part of the first column's name
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
