@@ -51,6 +51,8 @@ for external, path in zip(sm.params.external, sm.input.external, strict=True):
 
 # optional: one gene (symbol or Ensembl id) per line
 expressed = pd.Series(read_gene_list(sm.input.expressed), dtype=str) if sm.input.expressed else None
+if expressed is not None:
+    crispr.check_expressed_genes(expressed, tss, sm.input.expressed)
 table, specs = crispr.score_table(pairs, tss, predicted, expressed)
 n_boot, seed = int(options.get("bootstrap", 1000)), int(options.get("seed", 0))
 counts = crispr.bootstrap_counts(len(table), n_boot, seed)

@@ -335,6 +335,18 @@ def test_baselines_nearest_tss_and_within_100kb():
     assert all(name.startswith("baseline_") for name in names)
 
 
+def test_expressed_genes_must_name_annotation_genes(caplog):
+    """An expressed-gene list of which no gene is in the TSS table (symbols against an id-only annotation, another
+    species' ids) would score baseline_nearest_expressed_tss 0 for every pair: an InputError naming the list."""
+    tss = pd.DataFrame({"chrom": ["chr1", "chr1"], "tss": [500, 1700], "gene": ["ENSG0001.2", "ENSG0002.1"]})
+    crispr.check_expressed_genes(["ENSG0001", "GATA1"], tss, "expressed.txt")  # version-less id matches
+    assert "1 of 2 listed genes not in the TSS annotation" in caplog.text
+    with pytest.raises(
+        InputError, match=r"expressed\.txt: none of its 2 genes \(e\.g\. \['GATA1', 'TAL1'\]\) is a gene"
+    ):
+        crispr.check_expressed_genes(["GATA1", "TAL1"], tss, "expressed.txt")
+
+
 def test_within_100kb_includes_exactly_100kb():
     pairs = screen_frame([("chr1", 0, 10, "A", "", 5)] * 3).assign(distance=[99_999.0, 100_000.0, 100_001.0])
     assert crispr.baseline_within_100kb(pairs).tolist() == [1.0, 1.0, 0.0]  # within: <= 100 kb

@@ -347,6 +347,21 @@ def test_utf8_byte_order_mark_is_not_part_of_the_first_field(tmp_path):
     assert read_gene_list(write(tmp_path / "genes.txt", bom + "GATA1\nTAL1\n")) == ["GATA1", "TAL1"]
 
 
+def test_gene_list_of_one_name_per_line(tmp_path):
+    """A gene list is one name per line: an expression table given instead (`gene<TAB>TPM`) would make every line
+    an unknown gene, and an empty list would restrict candidates to no gene or score the expressed-TSS baseline 0
+    everywhere; both stop, naming the file (and the line)."""
+    genes = write(tmp_path / "genes.txt", "# expressed\n\n GATA1 \nTAL1\n")
+    assert read_gene_list(genes) == ["GATA1", "TAL1"]
+    table = write(tmp_path / "tpm.tsv", "# from RSEM\ngene\tTPM\nGATA1\t52.1\n")
+    with expect_error(table, 2, "'gene\\tTPM' has 2 fields (expected one gene name per line)"):
+        read_gene_list(table)
+    for text in ("", "# no genes yet\n\n"):
+        empty = write(tmp_path / "empty.txt", text)
+        with expect_error(empty, None, "no gene names (expected one gene name per line)"):
+            read_gene_list(empty)
+
+
 def test_epiflow_pairs_roundtrip(tmp_path):
     pairs = pd.DataFrame(
         {

@@ -182,6 +182,23 @@ def baseline_nearest_expressed_tss(pairs: pd.DataFrame, tss: pd.DataFrame, expre
     return baseline_nearest_tss(pairs, tss[keep.to_numpy()])
 
 
+def check_expressed_genes(expressed, tss: pd.DataFrame, source) -> None:
+    """At least one gene of the expressed-gene list `source` names a gene of the TSS table (by symbol or version-less
+    Ensembl id): with none, baseline_nearest_expressed_tss would score 0 for every pair. Genes the table lacks are
+    logged."""
+    listed = set(strip_version(pd.Series(list(expressed), dtype=str)))
+    known = listed & set(strip_version(tss["gene"]))
+    if not known:
+        raise InputError(
+            f"{source}: none of its {len(listed)} genes (e.g. {sorted(listed)[:3]}) is a gene of the TSS annotation "
+            f"(e.g. {sorted(set(tss['gene']))[:3]}; expected the annotation's gene names or ids)"
+        )
+    if len(known) < len(listed):
+        log.warning(
+            "%s: %d of %d listed genes not in the TSS annotation", source, len(listed) - len(known), len(listed)
+        )
+
+
 def baselines(pairs: pd.DataFrame, tss: pd.DataFrame, expressed=None) -> list[tuple[Predictor, pd.Series]]:
     """The baselines as (spec, score per pair); nearest expressed TSS only when a gene list is given."""
     out = [

@@ -101,9 +101,19 @@ def check_field_counts(path: str | os.PathLike, ncols: int, sep: str = "\t") -> 
 
 def read_gene_list(path: str | os.PathLike) -> list[str]:
     """Genes (symbols or Ensembl ids), one per line of a plain or gzip file; blank lines and lines starting with `#`
-    are skipped, surrounding whitespace is stripped."""
-    lines = (line.strip() for line in read_text(path).splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    are skipped, surrounding whitespace is stripped. A line of several fields (a table, e.g. `gene<TAB>TPM`, whose
+    lines would be taken as gene names) and a list without any gene are InputErrors."""
+    genes = []
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        gene = line.strip()
+        if not gene or gene.startswith("#"):
+            continue
+        if len(gene.split()) > 1:
+            fail(path, number, f"{gene[:40]!r} has {len(gene.split())} fields (expected one gene name per line)")
+        genes.append(gene)
+    if not genes:
+        raise InputError(f"{path}: no gene names (expected one gene name per line)")
+    return genes
 
 
 def fail(path, line: int, message: str) -> None:
