@@ -76,7 +76,6 @@ def test_reader_without_power_filter_keeps_negatives_and_flags_unknown_tss(tmp_p
     ("row", "column", "value", "message"),
     [
         (3, "Regulated", "yes", r"line 5: Regulated 'yes' \(expected TRUE or FALSE\)"),
-        (1, "ValidConnection", "1", r"line 3: ValidConnection '1'"),
         (5, "CellType", "GM12878", r"line 7: CellType 'GM12878' \(expected 'K562'"),
         (2, "PowerAtEffectSize25", "high", r"line 4: PowerAtEffectSize25 'high' is not a finite number"),
         (2, "PowerAtEffectSize25", "1.5", r"line 4: PowerAtEffectSize25 1.5 \(expected a power in \[0, 1\]\)"),
@@ -90,6 +89,21 @@ def test_reader_errors_name_the_line(tmp_path, row, column, value, message):
     with pytest.raises(InputError, match=message) as error:
         io_crispr.read_crispr(write_screen(tmp_path / "bad.tsv", rows), "K562", "PowerAtEffectSize25", 0.8)
     assert str(tmp_path / "bad.tsv") in str(error.value)
+
+
+def test_reader_drops_rows_whose_valid_connection_is_a_reason(tmp_path, caplog):
+    """CRISPR_comparison's filters write why a pair is not valid into ValidConnection (`underpowered`, `overlaps
+    potential promoter`, ...) rather than FALSE: such rows are dropped and counted like FALSE ones, as the
+    benchmark itself keeps only ValidConnection == "TRUE"; none left valid is still an InputError."""
+    caplog.set_level("INFO")
+    reasons = {1: "underpowered", 3: "overlaps potential promoter"}
+    rows = [changed(r, "ValidConnection", reasons[i]) if i in reasons else r for i, r in enumerate(ROWS)]
+    pairs, stats = io_crispr.read_crispr(write_screen(tmp_path / "reasons.tsv", rows), "K562")
+    assert stats["invalid_connection"] == 3  # the two reasons and e5's FALSE
+    assert list(pairs.name) == ["e1", "e2", "e4"] and "'underpowered': 1" in caplog.text
+    rows = [changed(r, "ValidConnection", "underpowered") for r in ROWS]
+    with pytest.raises(InputError, match=r"all\.tsv: no row with ValidConnection TRUE"):
+        io_crispr.read_crispr(write_screen(tmp_path / "all.tsv", rows), "K562")
 
 
 def test_reader_missing_column_and_duplicates(tmp_path):

@@ -56,6 +56,16 @@ def _as_bool(values: pd.Series, path, what: str) -> pd.Series:
     return upper == "TRUE"
 
 
+def _valid_connection(values: pd.Series, path) -> pd.Series:
+    """ValidConnection TRUE (any case) keeps a row; anything else drops it: FALSE, or the reason CRISPR_comparison's
+    filters write there instead (e.g. `underpowered`, `overlaps potential promoter`). The reasons are logged."""
+    valid = values.str.strip().str.upper() == "TRUE"
+    if not valid.all():
+        reasons = values[~valid].str.strip().value_counts()
+        log.info("%s: ValidConnection other than TRUE (rows dropped): %s", path, reasons.to_dict())
+    return valid
+
+
 def _as_number(values: pd.Series, path, what: str, missing_ok: bool = False) -> pd.Series:
     """Finite numbers; 'NA' or empty is NaN when missing_ok, else an InputError naming the line."""
     missing = values.str.strip().isin(["", "NA", "NaN", "nan"])
@@ -80,9 +90,10 @@ def read_crispr(
 ) -> tuple[pd.DataFrame, dict]:
     """Read an EPCrisprBenchmark TSV (header row; columns SCREEN_COLUMNS at least).
 
-    Keeps ValidConnection == TRUE rows; with `power_column` and `min_power` drops negatives (Regulated FALSE) whose
-    power is below `min_power`, and negatives whose power is missing (NA: a negative of unknown power is not
-    trusted). Rows whose CellType differs from `cell_line`, booleans other than TRUE/FALSE (any case), bad
+    Keeps ValidConnection == TRUE rows (any other value, FALSE or the reason a filter wrote there, drops the row);
+    with `power_column` and `min_power` drops negatives (Regulated FALSE) whose power is below `min_power`, and
+    negatives whose power is missing (NA: a negative of unknown power is not trusted). Rows whose CellType differs
+    from `cell_line`, a Regulated other than TRUE/FALSE (any case), bad
     numbers, a TSS on another chromosome and duplicated element-gene pairs are InputErrors naming the line, and so
     is a bare chromosome name (`1`) unless `chrom_map` (reference.chrom_map) maps it; no pair left after the
     filters is an InputError with the counts.
@@ -92,7 +103,7 @@ def read_crispr(
     if min_power is not None and not power_column:
         raise InputError(f"{path}: min_power {min_power} given without a power column")
     table = _read_screen(path, cell_line, power_column)
-    valid = _as_bool(table["ValidConnection"], path, "ValidConnection")
+    valid = _valid_connection(table["ValidConnection"], path)
     label = _as_bool(table["Regulated"], path, "Regulated")
     stats = {"rows": len(table), "invalid_connection": int((~valid).sum())}
     table, label = table[valid], label[valid]
