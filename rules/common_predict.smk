@@ -247,6 +247,7 @@ def crispr_inputs(wildcards):
     return {
         "screen": row_path(crispr_row(wildcards.name)),
         "tss": "results/reference/tss.tsv.gz",
+        "chrom_sizes": "results/reference/chrom_sizes.tsv",
         "predictions": list(crispr_prediction_files(wildcards.name).values()),
         "external": [p["source"] for p in crispr_external(wildcards.name)],
         "chains": list(crispr_chains(wildcards.name).values()),

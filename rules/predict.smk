@@ -192,6 +192,7 @@ rule predict_liftover:
     input:
         predictions="results/predict/{line}/{model}/predictions.tsv.gz",
         chain=ALSO_BUILD_CHAIN or [],
+        chrom_sizes="results/reference/chrom_sizes.tsv",
     output:
         predictions="results/predict/{line}/{model}/{build}/predictions.tsv.gz",
         calls="results/predict/{line}/{model}/{build}/predictions.threshold.tsv.gz",

@@ -14,13 +14,15 @@ from epiflow import runlog  # noqa: E402
 runlog.start(snakemake.log[0])  # noqa: F821
 from epiflow import crispr, io_crispr  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
-from epiflow.io_text import read_gene_list  # noqa: E402
+from epiflow.io_text import read_chrom_sizes, read_gene_list  # noqa: E402
 from epiflow.liftover import load_chain  # noqa: E402
 
 sm = snakemake  # noqa: F821
 log = logging.getLogger("crispr_benchmark")
 screen, options, reference_build = sm.params.screen, sm.params.options, sm.params.reference_build
-chains = {build: load_chain(path) for build, path in sm.params.chains.items()}  # source build -> chain to reference
+# source build -> chain to the reference (its target side checked against the reference's chromosome lengths)
+sizes = read_chrom_sizes(sm.input.chrom_sizes)
+chains = {build: load_chain(path, to_sizes=sizes) for build, path in sm.params.chains.items()}
 
 chrom_map = sm.params.chrom_map
 pairs, stats = io_crispr.read_crispr(

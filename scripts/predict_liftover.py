@@ -7,11 +7,14 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from epiflow import runlog  # noqa: E402
 
 runlog.start(snakemake.log[0])  # noqa: F821
+from epiflow.io_text import read_chrom_sizes  # noqa: E402
 from epiflow.liftover import lift_predictions, load_chain  # noqa: E402
 from epiflow.predict_outputs import read_predictions, write_bedpe, write_table  # noqa: E402
 
 sm = snakemake  # noqa: F821
-lifted, counts = lift_predictions(read_predictions(sm.input.predictions), load_chain(sm.input.chain))
+# the chain's source side must be the reference build (its chromosome lengths): the other direction lifts wrongly
+chain = load_chain(sm.input.chain, from_sizes=read_chrom_sizes(sm.input.chrom_sizes))
+lifted, counts = lift_predictions(read_predictions(sm.input.predictions), chain)
 write_table(lifted, sm.output.predictions)
 calls = lifted[lifted.predicted].reset_index(drop=True)
 write_table(calls, sm.output.calls)

@@ -546,6 +546,7 @@ def test_entry_script_lifts_to_hg19_and_writes_every_output(shared_data, tmp_pat
         "input": {
             "screen": str(screen),
             "tss": str(tmp_path / "tss.tsv.gz"),
+            "chrom_sizes": str(shared_data / "hg19" / "chrom_sizes.tsv"),
             "predictions": [str(tmp_path / "model.tsv.gz")],
             "external": [str(abc_path)],
             "expressed": str(tmp_path / "expressed.txt"),

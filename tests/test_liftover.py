@@ -177,6 +177,29 @@ def test_hg38_to_hg19_gives_the_stated_hg19_coordinates_and_back(chains, element
     assert back[["chrom", "start", "end"]].equals(elements[["chrom", "start", "end"]])
 
 
+def test_a_chain_of_the_other_direction_is_refused(shared_data, tmp_path):
+    """liftover.hg38ToHg19 given the hg19ToHg38 file lifts every GRCh38 screen element as if it were hg19: they all
+    'lift', ~170 kb off on chr1. The chain's header lengths name its builds: checked against the reference's chrom
+    sizes (the build lifted to for screens, from for predict.also_build), the swap is an InputError naming the line."""
+    hg19 = dict(line.split("\t") for line in (shared_data / "hg19" / "chrom_sizes.tsv").read_text().split("\n") if line)
+    folder = shared_data / "liftover"
+    liftover.load_chain(folder / "hg38ToHg19.over.chain.gz", to_sizes=hg19)  # the right chains load
+    liftover.load_chain(folder / "hg19ToHg38.over.chain.gz", from_sizes=hg19)
+    with pytest.raises(
+        InputError,
+        match=r"hg19ToHg38\.over\.chain\.gz line \d+: chr\w+ is \d+ bp here \(qSize\) but \d+ bp in the reference's "
+        r"chrom sizes \(expected a chain to the reference build: is it the chain of the other direction",
+    ):
+        liftover.load_chain(folder / "hg19ToHg38.over.chain.gz", to_sizes=hg19)
+    with pytest.raises(InputError, match=r"hg38ToHg19\.over\.chain\.gz line \d+: chr\w+ is \d+ bp here \(tSize\)"):
+        liftover.load_chain(folder / "hg38ToHg19.over.chain.gz", from_sizes=hg19)
+    # mitochondria differ between hg19 (UCSC chrM) and the rCRS and are not compared; nor are absent chromosomes
+    (tmp_path / "toy.over.chain").write_text(CHAIN)
+    liftover.load_chain(tmp_path / "toy.over.chain", from_sizes={"chrA": 100000, "chrM": 1}, to_sizes={"chrZ": 5})
+    with pytest.raises(InputError, match=r"toy\.over\.chain line 6: chrB is 10000 bp here \(qSize\) but 9999 bp"):
+        liftover.load_chain(tmp_path / "toy.over.chain", to_sizes={"chrB": 9999})
+
+
 def test_known_gaps_are_unmapped(chains):
     # hg38 chr1:0-10000 is the telomere's N run; chr1:125 Mb lies in the centromere
     frame = pd.DataFrame({"chrom": ["chr1", "chr1", "chr1"], "start": [1000, 125_000_000, 1_000_000]})

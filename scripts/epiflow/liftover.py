@@ -38,14 +38,19 @@ MAX_LENGTH_CHANGE = 1000  # bases
 MAX_LENGTH_RATIO = 2.0
 
 
-def load_chain(path: str | os.PathLike) -> LiftOver:
+def load_chain(path: str | os.PathLike, from_sizes=None, to_sizes=None) -> LiftOver:
     """A pyliftover LiftOver of a UCSC chain file, plain or gzip told by content as check_chain reads it (pyliftover
     alone goes by the name: a gzip chain not named .gz loaded as an empty chain that maps nothing); a missing or
-    unreadable file is an InputError, and so is a malformed or cut chain (check_chain)."""
+    unreadable file is an InputError, and so is a malformed or cut chain (check_chain). `from_sizes` / `to_sizes`:
+    chrom sizes of the build lifted from / to, when known (the reference's); a chromosome the chain gives another
+    length (tSize / qSize) is an InputError: the chain of the other direction, or of another build, would move every
+    row to wrong coordinates without a drop."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: chain file not found (expected a UCSC .over.chain[.gz] file)")
-    check_chain(path)
+    sides = check_chain(path)
+    for side, sizes in zip(sides, (from_sizes, to_sizes), strict=True):
+        _check_chain_sizes(path, side, sizes)
     try:
         return LiftOver(path, use_gzip=is_gzip(path))
     except Exception as err:  # pyliftover raises bare Exception on a malformed chain; gzip/OS errors too
@@ -57,14 +62,36 @@ _CHAIN_HEADER = "`chain score tName tSize tStrand tStart tEnd qName qSize qStran
 _CHAIN_BLOCK = "`size dt dq`, or `size` alone for a chain's last block"
 
 
-def check_chain(path: str | os.PathLike) -> None:
+_MITO = {"chrM", "chrMT", "M", "MT"}  # hg19's UCSC chrM (16571 bp) is not the rCRS of other builds (16569 bp)
+
+
+def _check_chain_sizes(path, side: dict, sizes) -> None:
+    """Every chromosome of `sizes` (mitochondria aside) that the chain's `side` names has the length there."""
+    if not sizes:
+        return
+    for chrom, (length, line, field) in side.items():
+        if chrom in sizes and chrom not in _MITO and length != int(sizes[chrom]):
+            build = "from" if field == "tSize" else "to"
+            fail(
+                path,
+                line,
+                f"{chrom} is {length} bp here ({field}) but {int(sizes[chrom])} bp in the reference's chrom sizes "
+                f"(expected a chain {build} the reference build: is it the chain of the other direction, or of "
+                "another build?)",
+            )
+
+
+def check_chain(path: str | os.PathLike) -> tuple[dict, dict]:
     """Check a UCSC chain file's structure (https://genome.ucsc.edu/goldenPath/help/chain.html): `chain` header
     lines with integer sizes and positions, each followed by block lines `size dt dq` and a last `size`, whose sizes
     and gaps add up to the header's tEnd - tStart and qEnd - qStart. A file cut inside a chain (a download stopped
     early, a partial copy) fails the last check. The first problem is an InputError naming the line. A file cut
     exactly between two chains cannot be told from a shorter one: a checksum can. A file without any chain (only
-    comments or blank lines, which pyliftover would read as an empty chain) is an InputError too."""
+    comments or blank lines, which pyliftover would read as an empty chain) is an InputError too. Returns the
+    chromosome lengths the headers state, {name: (length, first header line, field)} for the chain's source side
+    (`tSize`) and its target side (`qSize`)."""
     chain, number = None, 0  # chain: [header line, target span, query span, target sum, query sum, closed]
+    sides: tuple[dict, dict] = ({}, {})
     try:
         with open_by_content(path, "rt", encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, 1):
@@ -74,6 +101,8 @@ def check_chain(path: str | os.PathLike) -> None:
                 if fields[0] == "chain":
                     _check_chain_closed(path, chain, number - 1)
                     chain = _chain_header(path, number, fields)
+                    sides[0].setdefault(fields[2], (int(fields[3]), number, "tSize"))
+                    sides[1].setdefault(fields[7], (int(fields[8]), number, "qSize"))
                 elif chain is None or chain[5]:
                     where = "before any chain header" if chain is None else "after the last block of a chain"
                     fail(path, number, f"{line.strip()[:40]!r} {where} (expected a header line {_CHAIN_HEADER})")
@@ -84,6 +113,7 @@ def check_chain(path: str | os.PathLike) -> None:
     if chain is None:
         raise InputError(f"{path}: no chain in it (expected a UCSC .over.chain[.gz] file of `chain ...` blocks)")
     _check_chain_closed(path, chain, number)
+    return sides
 
 
 def _chain_header(path, number: int, fields: list[str]) -> list:
