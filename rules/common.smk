@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from epiflow.codehash import library_digest  # noqa: E402
 from epiflow.download import sha256sum  # noqa: E402
 from epiflow.errors import InputError  # noqa: E402
-from epiflow.io_text import read_table  # noqa: E402
+from epiflow.io_text import read_chrom_sizes, read_table  # noqa: E402
 from epiflow import metrics  # noqa: E402
 from epiflow.models import available_models, model_params, unknown_params  # noqa: E402
 from epiflow.selection import check_model_params  # noqa: E402
@@ -302,7 +302,10 @@ def check_sources():
         if path:
             check_local_source(f"{CONFIG_FILE}: reference.{key}", ref[key], path, ref.get(f"{key}_sha256"))
     if CHROM_SIZES_SOURCE and os.path.exists(CHROM_SIZES_SOURCE):
-        known = set(pd.read_csv(CHROM_SIZES_SOURCE, sep="\t", header=None, usecols=[0], dtype=str)[0])
+        try:  # read as reference_chrom_sizes reads it: gzip or plain by content, whatever the name says
+            known = set(read_chrom_sizes(CHROM_SIZES_SOURCE))
+        except InputError as err:
+            config_error("reference.chrom_sizes", str(err))
         for f, fold in enumerate(PROTOCOL.get("chrom_folds") or []):
             unknown = [c for c in fold if c not in known]
             if unknown:

@@ -236,6 +236,25 @@ def test_fold_with_unknown_chromosome_local_chrom_sizes(plain):
     message(text, r"protocol\.chrom_folds: fold 2 names chromosome\(s\) \['chr9'\] not in config/demo/sizes\.tsv")
 
 
+@pytest.mark.parametrize(("name", "compress"), [("sizes.tsv", True), ("sizes.tsv.gz", False)])
+def test_local_chrom_sizes_gzip_or_plain_whatever_the_name(plain, name, compress):
+    """Parse time reads a local reference.chrom_sizes by content, as reference_chrom_sizes does: a gzip file not
+    named .gz (and a plain one named .gz) gave a raw UnicodeDecodeError (BadGzipFile) traceback before any check."""
+    text = "".join(f"chr{i}\t3000000\n" for i in range(1, 5)).encode()
+    (plain / SHEETS / name).write_bytes(gzip.compress(text) if compress else text)
+    (plain / "config/local_sizes.yaml").write_text(
+        f"reference: {{fasta: null, annotation: resources/demo/annotation.gtf.gz, chrom_sizes: config/demo/{name}}}\n"
+        "protocol: {test: [lineA], chrom_folds: [[chr1, chr2], [chr3, chr9]]}\n"
+    )
+    text = failed_run(plain, "-n", "--configfile", "config/local_sizes.yaml")
+    message(
+        text, rf"protocol\.chrom_folds: fold 2 names chromosome\(s\) \['chr9'\] not in config/demo/{re.escape(name)}"
+    )
+    (plain / SHEETS / name).write_text("chr1 3000000\n")  # spaces, not a tab: the reader's own message
+    text = failed_run(plain, "-n", "--configfile", "config/local_sizes.yaml")
+    message(text, rf"reference\.chrom_sizes: config/demo/{re.escape(name)} line 1: 1 columns \(expected at least 2")
+
+
 # ---- file contents (a job runs and must fail)
 
 
