@@ -17,14 +17,24 @@ def write_fasta(path, opener=open):
             out.write(f">{name}\n" + "\n".join(seq[i : i + 60] for i in range(0, len(seq), 60)) + "\n")
 
 
-@pytest.mark.parametrize("kind", ["plain", "gzip", "bgzip"])
+# the name does not tell the compression: a gzip FASTA named .fa, a plain one named .fa.gz (content decides)
+NAMES = {
+    "plain": "g.fa",
+    "gzip": "g.fa.gz",
+    "bgzip": "g.bgz.fa.gz",
+    "gzip_named_fa": "g.fa",
+    "plain_named_gz": "g.fa.gz",
+}
+
+
+@pytest.mark.parametrize("kind", list(NAMES))
 def test_bgzip_fasta_indexes_any_input(tmp_path, kind):
-    src = tmp_path / {"plain": "g.fa", "gzip": "g.fa.gz", "bgzip": "g.bgz.fa.gz"}[kind]
+    src = tmp_path / NAMES[kind]
     if kind == "bgzip":
         write_fasta(tmp_path / "tmp.fa")
         pysam.tabix_compress(str(tmp_path / "tmp.fa"), str(src))
     else:
-        write_fasta(src, gzip.open if kind == "gzip" else open)
+        write_fasta(src, gzip.open if kind.startswith("gzip") else open)
     dest = tmp_path / "out" / "genome.fa.gz"
     dest.parent.mkdir()
     bgzip_fasta(src, dest)

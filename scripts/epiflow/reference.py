@@ -11,6 +11,7 @@ import pandas as pd
 import pysam
 
 from epiflow.errors import InputError
+from epiflow.io_text import is_gzip
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +24,14 @@ def is_bgzf(path: str | Path) -> bool:
 
 
 def bgzip_fasta(source: str | Path, dest: str | Path) -> None:
-    """Write `source` (plain, gzip or bgzip FASTA) to `dest` as BGZF with .fai and .gzi indexes."""
+    """Write `source` (plain, gzip or bgzip FASTA, told by content whatever the name says) to `dest` as BGZF with
+    .fai and .gzi indexes."""
     dest = Path(dest)
     if is_bgzf(source):
         shutil.copyfile(source, dest)
     else:
         plain = dest.with_suffix(".tmp.fa")
-        opener = gzip.open if str(source).endswith(".gz") else open
+        opener = gzip.open if is_gzip(source) else open  # by content: a gzip FASTA named .fa is not plain text
         try:
             with opener(source, "rb") as src, open(plain, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
