@@ -14,11 +14,12 @@ from epiflow.pairs import finalize_pairs, pairs_from_loops  # noqa: E402
 sm = snakemake  # noqa: F821
 cell = sm.wildcards.cell_line
 sizes = read_chrom_sizes(sm.input.chrom_sizes)
-known, chrom_map = set(sizes), sm.params.chrom_map
+chrom_map = sm.params.chrom_map
 if sm.params.format == "bedpe":
-    loops = read_bedpe(sm.input.source, known_chroms=known, chrom_map=chrom_map)
+    # chrom sizes (not just names): an anchor or peak starting past its chromosome's end is refused, naming its line
+    loops = read_bedpe(sm.input.source, known_chroms=sizes, chrom_map=chrom_map)
     tss = pd.read_csv(sm.input.tss, sep="\t", dtype={"chrom": str, "gene": str})
-    peaks = read_peaks(sm.input.peaks, sm.params.peak_format, known_chroms=known, chrom_map=chrom_map)
+    peaks = read_peaks(sm.input.peaks, sm.params.peak_format, known_chroms=sizes, chrom_map=chrom_map)
     sources = (sm.input.peaks, sm.input.tss)
     frame = pairs_from_loops(loops, tss, peaks, cell, sm.params.from_loops, sources)
 else:

@@ -11,8 +11,9 @@ import pytest
 from test_train import synthetic_line
 
 from conftest import REPO
-from epiflow.candidates import one_tss_per_gene, predict_candidates, resize_peaks
+from epiflow.candidates import one_tss_per_gene, predict_candidates, read_candidate_peaks, resize_peaks
 from epiflow.errors import InputError, LeakageError
+from epiflow.io import track_to_bigwig
 from epiflow.pairs import candidate_enhancers, merge_intervals
 from epiflow.predict import (
     calibrate_candidates,
@@ -251,6 +252,27 @@ def test_no_candidates_and_empty_peaks_are_errors():
         predict_candidates(peaks, tss, tss, {"chr1": 10_000, "chr2": 10_000}, "X")
     with pytest.raises(InputError, match="no peaks"):
         predict_candidates(peaks.iloc[:0], tss, tss, {"chr1": 10_000}, "X")
+
+
+def test_candidate_peaks_past_the_chromosome_end(tmp_path):
+    """Candidate elements come from the enhancer-mark peaks: one that starts past its chromosome's end (peaks of
+    another build) stops, naming the line, as it would stop the mark's track; one that overhangs the end is clipped
+    there (it was an element reaching beyond the genome). The same peak file stops the tracks path."""
+    sizes = {"chr1": 100_000}
+    row = "chr1\t{}\t{}\t.\t0\t.\t5\t1\t1\t100\n"
+    path = tmp_path / "H3K27ac.narrowPeak"
+    path.write_text(row.format(50_000, 50_500) + row.format(99_800, 100_900))
+    peaks = read_candidate_peaks(path, "narrowpeak", {}, sizes)
+    assert peaks[["start", "end"]].values.tolist() == [[50_000, 50_500], [99_800, 100_000]]
+    # clipped to 200 bp, then re-sized to 500 bp around its summit (99900), shifted inside the chromosome
+    peaks = read_candidate_peaks(path, "narrowpeak", {"element_width": 500, "element_resize": "at_least"}, sizes)
+    assert peaks[["start", "end"]].values.tolist() == [[50_000, 50_500], [99_500, 100_000]]
+    path.write_text(row.format(50_000, 50_500) + row.format(150_000, 150_500))
+    message = r"H3K27ac\.narrowPeak line 2: start 150000 beyond chr1 length 100000 \(expected coordinates of the config"
+    with pytest.raises(InputError, match=message):
+        read_candidate_peaks(path, "narrowpeak", {}, sizes)
+    with pytest.raises(InputError, match=message):
+        track_to_bigwig(path, "narrowpeak", sizes, tmp_path / "H3K27ac.bw")
 
 
 @pytest.fixture(scope="module")

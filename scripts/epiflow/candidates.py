@@ -69,10 +69,13 @@ def one_tss_per_gene(tss: pd.DataFrame, genes: list[str] | None = None, source: 
 
 
 def read_candidate_peaks(path, fmt: str, opts: dict, chrom_sizes: dict, chrom_map=None) -> pd.DataFrame:
-    """The enhancer-mark peaks of a line as the candidate elements start from: read (epiflow.io.read_peaks) and, when
+    """The enhancer-mark peaks of a line as the candidate elements start from: read (epiflow.io.read_peaks: a peak
+    starting past its chromosome's end is an InputError naming the line), clipped to the chromosome and, when
     `opts["element_width"]` is set, re-sized around their summits (`resize_peaks`, mode `opts["element_resize"]`)."""
     width = opts.get("element_width")
-    peaks = read_peaks(path, fmt, known_chroms=set(chrom_sizes), chrom_map=chrom_map, summits=bool(width))
+    peaks = read_peaks(path, fmt, known_chroms=chrom_sizes, chrom_map=chrom_map, summits=bool(width))
+    # a peak overhanging its chromosome's end is clipped there, as in the mark's bigWig (io_bigwig)
+    peaks["end"] = np.minimum(peaks["end"], peaks["chrom"].map(chrom_sizes)).astype(np.int64)
     return resize_peaks(peaks, width, opts.get("element_resize", "at_least"), chrom_sizes) if width else peaks
 
 

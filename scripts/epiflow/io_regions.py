@@ -34,11 +34,22 @@ PEAK_FORMATS = {
 
 
 def _intervals(table: pd.DataFrame, path, known_chroms, chrom_map, cols=(0, 1, 2), prefix="") -> pd.DataFrame:
-    """Chromosome, start, end from three columns of a line-indexed table, harmonized and validated."""
+    """Chromosome, start, end from three columns of a line-indexed table, harmonized and validated. With chrom sizes
+    for `known_chroms` (a mapping), an interval that starts at or past its chromosome's end is an InputError: it
+    comes from another genome build (an end past it is kept: peak callers let a peak overhang the end)."""
     chrom = harmonize_chroms(table[cols[0]].str.strip(), known_chroms, chrom_map, path)
     start = as_int(table[cols[1]], path, f"{prefix}start")
     end = as_int(table[cols[2]], path, f"{prefix}end")
     check_start_end(start, end, path, prefix)
+    if isinstance(known_chroms, Mapping):
+        line = first_bad(start >= chrom.map(known_chroms))
+        if line is not None:
+            fail(
+                path,
+                line,
+                f"{prefix}start {start[line]} beyond {chrom[line]} length {known_chroms[chrom[line]]} (expected "
+                "coordinates of the configured genome build)",
+            )
     return pd.DataFrame({"chrom": chrom, "start": start, "end": end}, index=table.index)
 
 
