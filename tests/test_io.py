@@ -246,6 +246,19 @@ def test_tss_gtf_transcripts_and_strands(tmp_path):
         io.read_tss(write(path, path.read_text().replace("\t-\t", "\t.\t")))
 
 
+def test_tss_bed_without_a_gene_name_is_refused(tmp_path):
+    """A TSS BED whose name column is `.` (BED's "no name") or whose gene column is empty on a row would pool every
+    unnamed TSS into one gene ('.' or ''), with one TSS and candidate pairs of its own: refused, naming the line."""
+    path = write(tmp_path / "tss.bed", "chr1\t100\t101\tGATA1\t0\t+\nchr1\t900\t901\t.\t0\t-\n")
+    with expect_error(path, 2, "gene name '.' in column 4 (expected a gene name or id on every TSS)"):
+        io.read_tss(path)
+    # a row short of the 7th column others have (files pasted together): its gene is empty
+    write(path, "chr1\t100\t101\tT1\t0\t+\tG1\nchr1\t900\t901\tT2\t0\t-\n")
+    with expect_error(path, 2, "gene name '' in column 7"):
+        io.read_tss(path)
+    assert io.read_tss(path, gene_column=4).gene.tolist() == ["T1", "T2"]
+
+
 def test_bed_peaks_score_or_one(tmp_path):
     scored = io.read_peaks(write(tmp_path / "a.bed", "chr1\t0\t10\tp\t7\t+\nchr2\t5\t9\tq\t3\t-\n"), "bed")
     assert scored.signal.tolist() == [7.0, 3.0]

@@ -186,7 +186,8 @@ def _tss_from_gff(table: pd.DataFrame, path) -> pd.DataFrame:
 
 
 def _tss_from_bed(table: pd.DataFrame, path, gene_column: int | None = None) -> pd.DataFrame:
-    """BED with strand in column 6; gene = column 7 when present (GENCODEv19-TSSs.bed) else the name column.
+    """BED with strand in column 6; gene = column 7 when present (GENCODEv19-TSSs.bed) else the name column; an
+    empty or `.` gene name is an InputError naming the line.
     An interval gives its 5' base; a zero-length `start == end` record (as in GENCODEv19-TSSs.bed.gz, which
     writes the 1-based TSS there) gives base start - 1."""
     start, end = as_int(table[1], path, "start"), as_int(table[2], path, "end")
@@ -195,7 +196,12 @@ def _tss_from_bed(table: pd.DataFrame, path, gene_column: int | None = None) -> 
     tss = np.where(start == end, start - 1, np.where(strand == "+", start, end - 1))
     if gene_column is not None and gene_column > table.shape[1]:
         fail(path, int(table.index[0]), f"no column {gene_column} for the gene name (the file has {table.shape[1]})")
-    gene = table[gene_column - 1] if gene_column else table[6] if table.shape[1] >= 7 else table[3]
+    column = gene_column - 1 if gene_column else 6 if table.shape[1] >= 7 else 3
+    gene = table[column].fillna("").str.strip()
+    # every unnamed TSS would otherwise become one gene, '' or '.', with a single TSS and its own candidate pairs
+    line = first_bad(gene.isin(["", "."]))
+    if line is not None:
+        fail(path, line, f"gene name {gene[line]!r} in column {column + 1} (expected a gene name or id on every TSS)")
     return pd.DataFrame(
         {"chrom": table[0], "tss": tss, "strand": strand, "gene": gene},
         index=table.index,
