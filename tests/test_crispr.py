@@ -110,6 +110,12 @@ def test_reader_missing_column_and_duplicates(tmp_path):
     header = [c if c != "Regulated" else "regulated_x" for c in HEADER]
     with pytest.raises(InputError, match=r"line 1: missing column\(s\) \['Regulated'\]"):
         io_crispr.read_crispr(write_screen(tmp_path / "h.tsv", ROWS, header))
+    # the header's own line, after a comment line and before a blank one (not the line above the first row)
+    path = write_screen(tmp_path / "h.tsv", ROWS, header)
+    lines = path.read_text().split("\n", 1)
+    path.write_text(f"# screen\n{lines[0]}\n\n{lines[1]}")
+    with pytest.raises(InputError, match=r"h\.tsv line 2: missing column\(s\) \['Regulated'\]"):
+        io_crispr.read_crispr(path)
     with pytest.raises(
         InputError, match="line 3: element-gene pair GENEA at this element listed twice, first on line 2 "
     ):

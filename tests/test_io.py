@@ -396,6 +396,12 @@ def test_epiflow_pairs_roundtrip(tmp_path):
     pairs.drop(columns="label").to_csv(path, sep="\t", index=False)
     with expect_error(path, 1, "missing columns label"):
         io.read_pairs(path, "pairs", "A")
+    path.write_text("# made by hand\n" + path.read_text())  # the header's own line is named
+    with expect_error(path, 2, "missing columns label"):
+        io.read_pairs(path, "pairs", "A")
+    csv = write(tmp_path / "tf.csv", "# TargetFinder\nenhancer,promoter_name,label\nK562|chr1:1-2,K562|chr1:5-9,1\n")
+    with expect_error(csv, 2, "TargetFinder header needs"):
+        io.read_pairs(csv, "targetfinder", "K562")
 
 
 # --- bigWig writers ----------------------------------------------------------------------------------------

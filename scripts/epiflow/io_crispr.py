@@ -126,7 +126,7 @@ def _read_screen(path, cell_line: str | None, power_column: str | None) -> pd.Da
     """The screen's rows as text, indexed by file line; a missing column, or a CellType other than `cell_line`
     (when given), is an InputError naming the line."""
     table = read_table(path, header=True)
-    header_line = int(table.index[0]) - 1
+    header_line = table.attrs["header_line"]  # after any comment lines; blank lines may follow it
     needed = list(SCREEN_COLUMNS) + ([power_column] if power_column else [])
     missing = [c for c in needed if c not in table.columns]
     if missing:

@@ -152,8 +152,8 @@ def _targetfinder(path, known_chroms, chrom_map) -> pd.DataFrame:
     if not set(TARGETFINDER_FULL + ["promoter_end", "label"]) <= set(table.columns):
         if not has_names or "label" not in table.columns:
             raise InputError(
-                f"{path} line 1: TargetFinder header needs enhancer_name,promoter_name,label or "
-                f"{','.join(TARGETFINDER_FULL)},promoter_end,label; found {','.join(table.columns)}"
+                f"{path} line {table.attrs['header_line']}: TargetFinder header needs enhancer_name,promoter_name,"
+                f"label or {','.join(TARGETFINDER_FULL)},promoter_end,label; found {','.join(table.columns)}"
             )
         table = table.join(_split_names(table, path))
     ends = ("enhancer_start", "enhancer_end")
@@ -192,7 +192,10 @@ def _epiflow_pairs(path, cell_line, known_chroms, chrom_map) -> pd.DataFrame:
     ]
     missing = [c for c in needed if c not in table.columns]
     if missing:
-        raise InputError(f"{path} line 1: missing columns {', '.join(missing)} (expected {', '.join(PAIR_COLUMNS)})")
+        raise InputError(
+            f"{path} line {table.attrs['header_line']}: missing columns {', '.join(missing)} (expected "
+            f"{', '.join(PAIR_COLUMNS)})"
+        )
     if "cell_line" in table.columns:
         table = table[table["cell_line"] == cell_line]
         if table.empty:
