@@ -499,6 +499,10 @@ def test_bam_to_bigwig(tmp_path):
     assert bw.intervals("chr2") is None and list(bw.chroms()) == ["chr1", "chr2"]
     with pytest.raises(InputError, match="no chromosome"):
         io.track_to_bigwig(bam, "bam", {"chrZ": 100}, tmp_path / "z.bw")
+    # aligned to another assembly (chr1 of another length): its reads would land at the wrong places
+    with expect_error(bam, None, "'chr1' is 10000 bp in the BAM header but chr1 is 12000 bp", "different assembly"):
+        io.track_to_bigwig(bam, "bam", {**SIZES, "chr1": 12_000}, tmp_path / "other.bw")
+    assert not (tmp_path / "other.bw").exists()
 
 
 def test_track_to_bigwig_from_peaks(tmp_path):

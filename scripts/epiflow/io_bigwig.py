@@ -175,7 +175,8 @@ def bam_to_bigwig(
 ) -> Path:
     """Count reads per `bin_size` bin (each read at its alignment midpoint; unmapped, secondary, supplementary,
     QC-failed and duplicate reads skipped) and write the non-zero bins as a bigWig with header chrom_sizes.
-    Contigs not in chrom_sizes are skipped. The BAM needs no index."""
+    Contigs not in chrom_sizes are skipped; one of another length there (the reads of another assembly) is an
+    InputError. The BAM needs no index."""
     try:
         bam = pysam.AlignmentFile(str(bam_path), "rb")
     except (OSError, ValueError) as err:
@@ -183,6 +184,8 @@ def bam_to_bigwig(
     with bam:
         references = list(bam.references)
         contigs = _known_contigs(references, chrom_sizes, chrom_map, bam_path)
+        # reads aligned to another assembly would be counted at the wrong places (and clipped at the ends)
+        _check_lengths(dict(zip(references, bam.lengths, strict=True)), contigs, chrom_sizes, bam_path, "BAM")
         keys, counts = _binned_read_counts(bam, bin_size, chunk)
     chrom = np.array([contigs.get(name, "") for name in references], dtype=object)
     ref_ids = keys >> 32
@@ -210,11 +213,11 @@ def _bigwig_entries(bw, source: str) -> Entries:
     )
 
 
-def _check_lengths(header: dict, contigs: dict, chrom_sizes: Mapping[str, int], path) -> None:
+def _check_lengths(header: dict, contigs: dict, chrom_sizes: Mapping[str, int], path, what: str = "bigWig") -> None:
     for name, chrom in contigs.items():
         if header[name] != chrom_sizes[chrom] and chrom not in _MITO:
             raise InputError(
-                f"{path}: chromosome {name!r} is {header[name]} bp in the bigWig header but {chrom} is "
+                f"{path}: chromosome {name!r} is {header[name]} bp in the {what} header but {chrom} is "
                 f"{chrom_sizes[chrom]} bp in the chrom sizes (a different assembly?)"
             )
 
