@@ -360,6 +360,16 @@ def test_utf8_byte_order_mark_is_not_part_of_the_first_field(tmp_path):
     assert read_gene_list(write(tmp_path / "genes.txt", bom + "GATA1\nTAL1\n")) == ["GATA1", "TAL1"]
 
 
+def test_a_column_name_twice_in_a_header_is_refused(tmp_path):
+    """Columns read by name (sheets, pair TSVs, CRISPRi screens) cannot be two: a screen joined with an annotation
+    table that repeats `Regulated` raised a raw AttributeError ('DataFrame' object has no attribute 'str'), and a
+    sheet's second `format` silently won over the first."""
+    path = write(tmp_path / "sheet.tsv", "# tracks\ncell_line\tformat\tsource\tformat\nA\tbigwig\tx.bw\tbam\n")
+    with expect_error(path, 2, "column 'format' appears twice in the header (columns 2 and 4"):
+        io.read_table(path, header=True)
+    assert io.read_table(path, header="infer").shape == (1, 4)  # positional (HiCCUPS, Arrowhead): names unused
+
+
 def test_gene_list_of_one_name_per_line(tmp_path):
     """A gene list is one name per line: an expression table given instead (`gene<TAB>TPM`) would make every line
     an unknown gene, and an empty list would restrict candidates to no gene or score the expressed-TSS baseline 0

@@ -134,7 +134,8 @@ def read_table(
 
     Blank lines and lines starting with `skip_prefixes` are skipped. `header`: True = the first data line holds
     column names; "infer" = it does when its second field is not an integer (e.g. HiCCUPS `chr1 x1 x2 ...`);
-    False = columns are numbered 0..n-1. Every data line must have `ncols` fields (or at least `min_cols`).
+    False = columns are numbered 0..n-1; a name twice in a header read with True is an InputError. Every data line
+    must have `ncols` fields (or at least `min_cols`).
     The header's own 1-based line number is in `frame.attrs["header_line"]` (None without a header).
     """
     text = read_text(path).replace("\r\n", "\n")
@@ -146,6 +147,8 @@ def read_table(
     if header is True or (header == "infer" and not _looks_like_data(lines[keep[0]], sep)):
         header_line = keep.pop(0)
         names = [name.strip() for name in lines[header_line].split(sep)]
+        if header is True:  # columns read by name: a second one of a name would shadow or break the first
+            _check_unique_names(names, path, header_line + 1)
         ncols = ncols or len(names)
         if not keep:
             raise InputError(f"{path} line {header_line + 1}: only a header line (expected data lines after it)")
@@ -168,6 +171,19 @@ def read_table(
         frame.columns = names
     frame.attrs["header_line"] = None if header_line is None else header_line + 1
     return frame
+
+
+def _check_unique_names(names: list[str], path, line: int) -> None:
+    seen: dict[str, int] = {}
+    for column, name in enumerate(names, 1):
+        if name in seen and name:
+            fail(
+                path,
+                line,
+                f"column {name!r} appears twice in the header (columns {seen[name]} and {column}; "
+                "expected each column name once)",
+            )
+        seen.setdefault(name, column)
 
 
 def _looks_like_data(line: str, sep: str) -> bool:
