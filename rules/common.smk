@@ -20,12 +20,56 @@ from epiflow.selection import check_model_params  # noqa: E402
 from epiflow.train import training_lines  # noqa: E402
 
 CONFIG_FILE = ", ".join(str(f) for f in workflow.overwrite_configfiles) or "config/config.yaml"
-validate(config, "../config/schemas/config.schema.yaml")
 
 
 def config_error(key, message):
     """Stop before any job with a message naming the config key and the file."""
     raise WorkflowError(f"{CONFIG_FILE}: {key}: {message}")
+
+
+def validate_config(schema):
+    """validate(config, schema), its error naming the config files and the dotted key as config_error does (the
+    bare jsonschema error names neither the file nor the key in config/README.md's spelling)."""
+    try:
+        validate(config, schema)
+    except WorkflowError as err:
+        cause = err.__context__
+        key = ".".join(str(p) for p in getattr(cause, "absolute_path", [])) or "config"
+        detail = getattr(cause, "message", str(err))
+        config_error(key, f"{detail} (expected by {schema.removeprefix('../')}; see config/README.md#config-keys)")
+
+
+CONFIG_SCHEMAS = ("config/schemas/config.schema.yaml", "config/schemas/predict.schema.yaml")
+
+
+def check_known_keys():
+    """Every key of the merged config is one a schema names (a misspelt key, e.g. predict.line or
+    predict.candidates.element_widht, would otherwise be ignored and its default used without a word). Mappings
+    without `properties` (simulate, report.anchors) or with `additionalProperties` (model_params) are not walked."""
+    schema = {"properties": {}}
+    for path in CONFIG_SCHEMAS:
+        schema["properties"].update(load_configfile(str(Path(workflow.basedir) / path))["properties"])
+
+    def walk(value, node, prefix):
+        if not isinstance(value, dict) or "properties" not in node or "additionalProperties" in node:
+            if isinstance(value, list) and isinstance(node.get("items"), dict):
+                for i, item in enumerate(value):
+                    walk(item, node["items"], f"{prefix}[{i}]")
+            return
+        for key, sub in value.items():
+            name = f"{prefix}.{key}" if prefix else key
+            if key not in node["properties"]:
+                config_error(
+                    name,
+                    f"unknown key (expected one of {sorted(node['properties'])}; config/README.md#config-keys)",
+                )
+            walk(sub, node["properties"][key], name)
+
+    walk(config, schema, "")
+
+
+validate_config("../config/schemas/config.schema.yaml")
+check_known_keys()
 
 
 # keys whose demo value (config/config.yaml, always loaded first) names the simulated genome or its data

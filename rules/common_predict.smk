@@ -5,7 +5,7 @@ from epiflow.models.trainer import TorchModel
 from epiflow.predict import calibration_settings, deployed_params
 
 # ---- predict path (rules/predict.smk)
-validate(config, "../config/schemas/predict.schema.yaml")
+validate_config("../config/schemas/predict.schema.yaml")
 PREDICT = config["predict"]
 PREDICT_LINES = list(PREDICT["lines"] or [])
 PREDICT_MODELS = list(PREDICT["models"] or [])

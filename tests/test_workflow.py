@@ -89,6 +89,9 @@ def test_run_is_fast_enough(demo_run):
     [
         (lambda c: c.update(marks=c["marks"] + ["H3K9me3"]), r"marks: mark\(s\) \['H3K9me3'\] missing for cell line"),
         (lambda c: c.update(models=["nosuchmodel"]), r"models: unknown model\(s\) \['nosuchmodel'\]"),
+        (lambda c: c["predict"].update(line=["lineE"]), r"predict\.line: unknown key \(expected one of \[.*'lines'"),
+        (lambda c: c.update(predcit={}), r"predcit: unknown key"),
+        (lambda c: c["features"].update(resolution=0), r"features\.resolution: 0 is less than the minimum of 1"),
         (lambda c: c["protocol"].update(train=["lineA", "lineB"], test=["lineB"]), r"also listed in train"),
         (lambda c: c["model_params"].update(gbm={"ensemble": 0}), r"model_params\.gbm: gbm: ensemble must be a whole"),
         (
