@@ -185,8 +185,13 @@ if (
 
 
 def check_crispr_predictors():
-    """An external predictor's local file must exist and carry its score column (read from the header line)."""
+    """An external predictor's local file must exist and carry its score column (read from the header line), when
+    a screen of its line scores it (with `crispr: null`, or no screen of its line, no job reads it: as for
+    crispr_options.expressed_genes, a file that is not there then stops nothing)."""
+    screened = set() if CRISPR is None else set(CRISPR.cell_line)
     for i, spec in enumerate(config.get("crispr_predictors") or []):
+        if spec["cell_line"] not in screened:
+            continue
         path, where = CRISPR_PREDICTORS[i]["source"], f"crispr_predictors[{i}] ({spec['name']})"
         state = local_source_state(spec["source"], path)
         if state == "missing":

@@ -155,6 +155,11 @@ def test_local_config_files_not_found(plain):
     predictor = "{name: ABC, cell_line: lineE, source: no_abc.tsv.gz, build: sim, score_column: ABC.Score}"
     text = failed_run(plain, "-n", "--config", f"crispr_predictors=[{predictor}]")
     message(text, r"crispr_predictors\[0\] \(ABC\): source no_abc\.tsv\.gz not found \(expected an ABC")
+    # with no screen of its line (`crispr=` is null on the command line; or a predictor of a line no screen is of),
+    # no job reads it: the plan is made
+    other = predictor.replace("lineE", "lineA")
+    for config in ([f"crispr_predictors=[{predictor}]", "crispr="], [f"crispr_predictors=[{other}]"]):
+        run_snakemake(plain, "-n", "--config", *config, timeout=600)
 
 
 def test_sheet_duplicate_cell_line_and_mark(plain):
