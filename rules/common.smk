@@ -156,7 +156,10 @@ def load_sheet(key, schema, unique):
     if not path:
         return None
     if not os.path.exists(path):
-        config_error(key, f"sheet {path} not found")
+        hint = ""
+        if path in ("null", "None", "~"):  # Snakemake's --config reads `key=null` as the string 'null'
+            hint = f" (for none on the command line write --config {key}= with nothing after =, or null in a YAML file)"
+        config_error(key, f"sheet {path} not found{hint}")
     try:  # indexed by file line: comment lines (#) and blank lines are counted, not read
         sheet = read_table(path, header=True, skip_prefixes=("#",))
     except InputError as err:
