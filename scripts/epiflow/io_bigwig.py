@@ -15,14 +15,13 @@ import pysam
 
 from epiflow.errors import InputError
 from epiflow.io_regions import PEAK_FORMATS, ChromMap, read_peaks
-from epiflow.io_text import atomic_path, chrom_mapping, naming_hint
+from epiflow.io_text import MITO_CHROMS, atomic_path, chrom_mapping, naming_hint
 
 log = logging.getLogger(__name__)
 
 TRACK_FORMATS = ("bigwig", "bam", *PEAK_FORMATS)
 # Reads that are unmapped (0x4), secondary (0x100), QC-failed (0x200), duplicates (0x400) or supplementary (0x800).
 _SKIP_FLAGS = 0x4 | 0x100 | 0x200 | 0x400 | 0x800
-_MITO = {"chrM", "chrMT", "MT", "M"}
 
 Entries = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -215,7 +214,7 @@ def _bigwig_entries(bw, source: str) -> Entries:
 
 def _check_lengths(header: dict, contigs: dict, chrom_sizes: Mapping[str, int], path, what: str = "bigWig") -> None:
     for name, chrom in contigs.items():
-        if header[name] != chrom_sizes[chrom] and chrom not in _MITO:
+        if header[name] != chrom_sizes[chrom] and chrom not in MITO_CHROMS:
             raise InputError(
                 f"{path}: chromosome {name!r} is {header[name]} bp in the {what} header but {chrom} is "
                 f"{chrom_sizes[chrom]} bp in the chrom sizes (a different assembly?)"

@@ -15,6 +15,7 @@ from epiflow.io_text import (
     as_int,
     as_label,
     check_start_end,
+    check_within_chroms,
     fail,
     first_bad,
     harmonize_chroms,
@@ -82,14 +83,7 @@ def _region(table, chrom, start, end, path, known_chroms, chrom_map, what) -> tu
     end = as_int(table[end], path, f"{what} end")
     check_start_end(start, end, path, f"{what} ")
     if isinstance(known_chroms, Mapping):  # chrom sizes: an end past the chromosome means another genome build
-        line = first_bad(end > chrom.map(known_chroms))
-        if line is not None:
-            fail(
-                path,
-                line,
-                f"{what} end {end[line]} beyond {chrom[line]} length {known_chroms[chrom[line]]} "
-                "(expected coordinates of the configured genome build)",
-            )
+        check_within_chroms(end > chrom.map(known_chroms), end, chrom, known_chroms, path, f"{what} end")
     return chrom, start, end
 
 

@@ -15,6 +15,7 @@ from epiflow.io_text import (
     as_int,
     as_signal,
     check_start_end,
+    check_within_chroms,
     fail,
     first_bad,
     harmonize_chroms,
@@ -42,14 +43,7 @@ def _intervals(table: pd.DataFrame, path, known_chroms, chrom_map, cols=(0, 1, 2
     end = as_int(table[cols[2]], path, f"{prefix}end")
     check_start_end(start, end, path, prefix)
     if isinstance(known_chroms, Mapping):
-        line = first_bad(start >= chrom.map(known_chroms))
-        if line is not None:
-            fail(
-                path,
-                line,
-                f"{prefix}start {start[line]} beyond {chrom[line]} length {known_chroms[chrom[line]]} (expected "
-                "coordinates of the configured genome build)",
-            )
+        check_within_chroms(start >= chrom.map(known_chroms), start, chrom, known_chroms, path, f"{prefix}start")
     return pd.DataFrame({"chrom": chrom, "start": start, "end": end}, index=table.index)
 
 

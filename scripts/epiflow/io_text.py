@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 HEADER_PREFIXES = ("track", "browser", "#")
 # Chromosome names that are clearly "no chr prefix" spellings of the usual human/mouse chromosomes.
 _BARE_CHROM = re.compile(r"^(\d+|X|Y|M|MT)$")
+# the mitochondrion's spellings; its length differs between builds of one assembly (hg19's UCSC chrM is 16571 bp, the
+# rCRS of other builds 16569 bp), so length checks exempt it
+MITO_CHROMS = ("chrM", "chrMT", "MT", "M")
 CHROM_MAP_HINT = "set `reference.chrom_map: auto` in the config (chrom_map='auto') or give a dict of names"
 
 
@@ -108,8 +111,9 @@ def read_gene_list(path: str | os.PathLike) -> list[str]:
         gene = line.strip()
         if not gene or gene.startswith("#"):
             continue
-        if len(gene.split()) > 1:
-            fail(path, number, f"{gene[:40]!r} has {len(gene.split())} fields (expected one gene name per line)")
+        fields = len(gene.split())
+        if fields > 1:
+            fail(path, number, f"{gene[:40]!r} has {fields} fields (expected one gene name per line)")
         genes.append(gene)
     if not genes:
         raise InputError(f"{path}: no gene names (expected one gene name per line)")
@@ -254,6 +258,19 @@ def check_start_end(start: pd.Series, end: pd.Series, path, what: str = "", name
         fail(path, line, f"{first} {start[line]} > {second} {end[line]} (expected start <= end)")
 
 
+def check_within_chroms(beyond: pd.Series, values: pd.Series, chrom: pd.Series, sizes, path, label: str) -> None:
+    """`beyond` marks the rows whose `values` (called `label`) lie past their chromosome's length in `sizes`, i.e.
+    coordinates of another genome build; the first is an InputError naming its line."""
+    line = first_bad(beyond)
+    if line is not None:
+        fail(
+            path,
+            line,
+            f"{label} {values[line]} beyond {chrom[line]} length {sizes[chrom[line]]} (expected coordinates of the "
+            "configured genome build)",
+        )
+
+
 def map_chrom_name(name: str, known: Iterable[str] | None) -> str:
     """The `chrom_map: auto` rule: add or remove the `chr` prefix (MT <-> chrM) so `name` matches `known`.
 
@@ -262,7 +279,7 @@ def map_chrom_name(name: str, known: Iterable[str] | None) -> str:
     bare = name[3:] if name.startswith("chr") else name
     spellings = [name, f"chr{bare}", bare]
     if bare in ("M", "MT"):
-        spellings += ["chrM", "chrMT", "MT", "M"]
+        spellings += MITO_CHROMS
     if known is None:
         return name if name.startswith("chr") or not _BARE_CHROM.match(name) else spellings[1].replace("MT", "M")
     return next((s for s in spellings if s in known), name)

@@ -29,7 +29,7 @@ import pandas as pd
 from pyliftover import LiftOver
 
 from epiflow.errors import InputError
-from epiflow.io_text import fail, is_gzip, open_by_content
+from epiflow.io_text import MITO_CHROMS, fail, is_gzip, open_by_content
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +62,12 @@ _CHAIN_HEADER = "`chain score tName tSize tStrand tStart tEnd qName qSize qStran
 _CHAIN_BLOCK = "`size dt dq`, or `size` alone for a chain's last block"
 
 
-_MITO = {"chrM", "chrMT", "M", "MT"}  # hg19's UCSC chrM (16571 bp) is not the rCRS of other builds (16569 bp)
-
-
 def _check_chain_sizes(path, side: dict, sizes) -> None:
     """Every chromosome of `sizes` (mitochondria aside) that the chain's `side` names has the length there."""
     if not sizes:
         return
     for chrom, (length, line, field) in side.items():
-        if chrom in sizes and chrom not in _MITO and length != int(sizes[chrom]):
+        if chrom in sizes and chrom not in MITO_CHROMS and length != int(sizes[chrom]):
             build = "from" if field == "tSize" else "to"
             fail(
                 path,
