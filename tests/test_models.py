@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,6 +113,34 @@ def test_registry_has_the_zoo():
     assert make_model("epinet_irm", {"irm": 7.0}, 0).params["irm"] == 7.0  # config params win over the preset
     with pytest.raises(KeyError, match="unknown model"):
         make_model("nope", {}, 0)
+
+
+def test_naming_and_checking_models_imports_neither_torch_nor_sklearn():
+    """The Snakefile checks every model and its params when it is parsed, which a cluster does once per job: the
+    registry, the param checks and an instance (make_model) stay free of torch, sklearn and scipy (2.6 s, 1.9 s to
+    import here); fitting imports them."""
+    code = """
+import sys
+from epiflow.models import available_models, make_model
+from epiflow.metrics import check_threshold_rule
+from epiflow.selection import check_model_params
+for name in available_models():
+    check_model_params(name, {})
+make_model("epinet_small", {}, 0, device="cuda:0")
+print(sorted(m for m in ("torch", "sklearn", "scipy") if m in sys.modules))
+"""
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    result = subprocess.run([sys.executable, "-c", code], cwd=scripts, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_gbm_optional_params_are_sklearns_defaults():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    optional = dict(available_models()["gbm"].optional)
+    assert optional.pop("line_balance") is False
+    assert optional == {k: v for k, v in HistGradientBoostingClassifier().get_params().items() if k in optional}
+    assert len(optional) == 6
 
 
 @pytest.mark.parametrize("name", sorted(available_models()))
@@ -314,7 +346,8 @@ def test_exclude_columns_ablates_feature_groups(split):
 
 def test_cpu_models_do_not_autocast():
     model = make_model("epinet", {}, 0)
-    assert model.amp is False and model.device.type == "cpu"
+    assert model.amp is False and torch.device(model.device).type == "cpu"
+    assert make_model("epinet", {}, 0, device="cuda:0").amp is True
 
 
 def test_ensemble_is_the_mean_of_differently_seeded_members(split, tmp_path):

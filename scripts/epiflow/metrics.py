@@ -13,12 +13,6 @@ import numbers
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
-from sklearn.metrics import (
-    average_precision_score,
-    precision_recall_curve,
-    roc_auc_score,
-)
 
 from epiflow.errors import InputError
 
@@ -65,11 +59,15 @@ def check_labels_scores(y, p) -> tuple[np.ndarray, np.ndarray]:
 def score_ranks(score) -> np.ndarray:
     """Scores as ranks in (0, 1] (ties share their mean rank), for scores that need not be probabilities: AUPR and
     AUROC depend only on the order, and the ranks are in the range check_labels_scores expects."""
+    from scipy.stats import rankdata
+
     return rankdata(np.asarray(score, dtype=float)) / max(len(score), 1)
 
 
 def aupr(y, p) -> float:
     """Area under the precision-recall curve as average precision; NaN when there is no positive."""
+    from sklearn.metrics import average_precision_score
+
     y, p = check_labels_scores(y, p)
     if y.sum() == 0:
         return float("nan")
@@ -84,6 +82,8 @@ def aupr_per_line(rows: pd.DataFrame) -> list[float]:
 
 def auroc(y, p) -> float:
     """Area under the ROC curve; NaN (no exception) when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
     y, p = check_labels_scores(y, p)
     if y.min() == y.max():
         return float("nan")
@@ -111,6 +111,8 @@ def equal_mass_bins(p, n_bins: int = 15) -> np.ndarray:
     bin where their run of ties starts, so a tie never straddles two bins. Empty bins are dropped
     and the rest renumbered, so k may be smaller than n_bins when scores have many ties.
     """
+    from scipy.stats import rankdata
+
     if n_bins < 1:
         raise InputError(f"n_bins {n_bins} (expected >= 1)")
     p = np.asarray(p, dtype=np.float64).ravel()
@@ -186,6 +188,8 @@ def choose_threshold(y, p, rule: str = "f1", target: float | None = None, sample
     ``sample_weight`` re-weights rows, e.g. by class to emulate another positive rate (label shift).
     Raises InputError without positive labels, on an unknown rule or a target outside (0, 1].
     """
+    from sklearn.metrics import precision_recall_curve
+
     y, p = check_labels_scores(y, p)
     if y.sum() == 0:
         raise InputError("labels have no positive row (expected at least one to choose a threshold)")

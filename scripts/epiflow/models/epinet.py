@@ -5,15 +5,16 @@ epiflow.models.invariance and the energy head of epiflow.models.energy. Named pr
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
-from epiflow.models import invariance as inv
 from epiflow.models.base import PairData, column_groups
-from epiflow.models.energy import EnergyModule, mlp, orthogonality_loss, sparsity_loss
 from epiflow.models.trainer import TorchModel, bce_loss
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -33,83 +34,6 @@ EPINET_PRESETS = {
     "epinet_notopo": {"exclude_columns": ["topology"]},
     "checkpoint18": {"energy": True, "dann": 0.3, "orthogonality": 0.1, "sparsity": 0.01},
 }
-
-
-def onehot(codes: torch.Tensor) -> torch.Tensor:
-    """(n, 2, length) integer base codes -> (n, 2, 4, length) float32 one-hot; N (code 4) is all zeros.
-
-    Done per batch on the device, so a training set keeps 1 byte per base instead of 16."""
-    return nn.functional.one_hot(codes.long(), 5)[..., :4].transpose(2, 3).float()
-
-
-class SequenceTower(nn.Module):
-    """Shared 1-D convolution over one-hot enhancer and promoter sequence, max-pooled to motif presences."""
-
-    width = 48
-
-    def __init__(self, filters: int = 16, kernel: int = 10):
-        super().__init__()
-        self.conv = nn.Conv1d(4, filters, kernel)
-        self.width = 3 * filters
-
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes: (n, 2, length) base codes, enhancer then promoter."""
-        n, two, length = codes.shape
-        x = self.conv(onehot(codes).reshape(n * two, 4, length)).relu().amax(dim=2)
-        enhancer, promoter = x.reshape(n, two, -1).unbind(1)
-        # the product lets the head see motif *pairing*, not only presence
-        return torch.cat([enhancer, promoter, enhancer * promoter], dim=1)
-
-
-class ProfileTower(nn.Module):
-    """Two 1-D convolutions over the (marks, bins) context profile, then mean- and max-pooling over bins."""
-
-    def __init__(self, marks: int, channels: int):
-        super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv1d(marks, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
-            nn.Conv1d(channels, channels, 5, padding=2), nn.ReLU(),
-        )  # fmt: skip
-        self.width = 2 * channels
-
-    def forward(self, profile: torch.Tensor) -> torch.Tensor:
-        x = self.conv(profile)
-        return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
-
-
-class Inputs(nn.Module):
-    """Concatenates the named inputs of a batch (table parts, profile tower, sequence tower) into one vector."""
-
-    def __init__(self, tables: dict[str, int], profile: ProfileTower | None, seq: SequenceTower | None):
-        super().__init__()
-        self.tables, self.profile, self.seq = list(tables), profile, seq
-        self.width = sum(tables.values()) + (profile.width if profile else 0) + (seq.width if seq else 0)
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        parts = [batch[name] for name in self.tables]
-        if self.profile is not None:
-            parts.append(self.profile(batch["profile"]))
-        if self.seq is not None:
-            parts.append(self.seq(batch["seq"]))
-        return torch.cat(parts, dim=1)
-
-
-class FlatModule(nn.Module):
-    """inputs -> MLP -> embedding -> logit."""
-
-    def __init__(self, inputs: Inputs, hidden: int, embed_dim: int, dropout: float):
-        super().__init__()
-        self.inputs, self.body, self.head = (
-            inputs,
-            mlp(inputs.width, hidden, embed_dim, dropout),
-            nn.Linear(embed_dim, 1),
-        )
-        self.discriminator: nn.Module | None = None
-        self.cond_discriminator: nn.Module | None = None
-
-    def forward(self, batch: dict) -> dict:
-        z = self.body(self.inputs(batch))
-        return {"logit": self.head(z).squeeze(1), "embedding": z}
 
 
 class EpiNetBase(TorchModel):
@@ -136,6 +60,8 @@ class EpiNetBase(TorchModel):
         return np.hstack([data.select(self.locus_cols), context]).astype(np.float64)
 
     def tensors(self, data: PairData) -> dict[str, torch.Tensor]:
+        import torch
+
         table = ((self.transform_table(data) - self.mean) / self.std).astype(np.float32)
         k = len(self.locus_cols)
         out = {
@@ -162,6 +88,8 @@ class EpiNetSmall(EpiNetBase):
     defaults = TorchModel.defaults | {"epochs": 30, "patience": 5, "batch_size": 128, "hidden": 64, "dropout": 0.1}
 
     def build(self, train: PairData) -> nn.Module:
+        from epiflow.models.networks import FlatModule, Inputs, SequenceTower
+
         p = self.params
         tables = {"locus": len(self.locus_cols), "context": len(self.context_cols)}
         inputs = Inputs(tables, None, SequenceTower() if self.use_seq else None)
@@ -189,6 +117,10 @@ class EpiNet(EpiNetBase):
     }  # fmt: skip
 
     def build(self, train: PairData) -> nn.Module:
+        from epiflow.models import invariance as inv
+        from epiflow.models.energy import EnergyModule
+        from epiflow.models.networks import FlatModule, Inputs, ProfileTower, SequenceTower
+
         p = self.params
         hidden, width, dropout = int(p["hidden"]), int(p["embed_dim"]), float(p["dropout"])
         profile = ProfileTower(train.profile.shape[1], int(p["channels"])) if self.has_profile else None
@@ -210,6 +142,8 @@ class EpiNet(EpiNetBase):
     def prepare(self, train: PairData) -> None:
         super().prepare(train)
         if float(self.params["context_swap"]) > 0:
+            from epiflow.models import invariance as inv
+
             self.matches = inv.locus_matches(train.frame)
             log.info(
                 "context swap: %d of %d rows have an agreeing partner",
@@ -221,10 +155,14 @@ class EpiNet(EpiNetBase):
         rate = float(self.params["context_swap"])
         if rate <= 0:
             return train
+        from epiflow.models import invariance as inv
+
         rng = np.random.default_rng([self.seed, epoch, 1])
         return inv.context_swap(train, self.matches, self.context_cols, rate, rng)[0]
 
     def load_extra_state(self, state: dict) -> None:
+        import torch
+
         n = len(self.env_names)
         self.group_weights = state.get("group_weights", torch.full((n,), 1.0 / n)).to(self.device)
 
@@ -232,6 +170,11 @@ class EpiNet(EpiNetBase):
         return {"group_weights": self.group_weights.detach().cpu().clone()}
 
     def train_loss(self, net: nn.Module, batch: dict, state: dict) -> torch.Tensor:
+        from torch import nn
+
+        from epiflow.models import invariance as inv
+        from epiflow.models.energy import orthogonality_loss, sparsity_loss
+
         p, n_env = self.params, len(self.env_names)
         ramp = min(1.0, (state["epoch"] + 1) / max(int(p["ramp_epochs"]), 1))
         out = net(batch)

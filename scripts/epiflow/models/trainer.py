@@ -11,12 +11,15 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from epiflow.models.base import Model, PairData
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 PREDICT_BATCH = 4096  # rows per forward pass when scoring (bounded memory on large sets)
@@ -24,12 +27,16 @@ PREDICT_BATCH = 4096  # rows per forward pass when scoring (bounded memory on la
 
 def seed_everything(seed: int, epoch: int = 0) -> None:
     """Seed torch's global generator (dropout, init) from (seed, epoch); deterministic kernels where it matters."""
+    import torch
+
     torch.manual_seed(int(seed) * 100_003 + int(epoch))
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def bce_loss(logits: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor, reduction: str = "mean"):
     """Class-weighted binary cross-entropy on logits (float32 even under autocast)."""
+    from torch import nn
+
     return nn.functional.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight, reduction=reduction)
 
 
@@ -39,6 +46,9 @@ class TorchModel(Model):
 
     tensors(data) returns a dict of device tensors with at least `y` and `env` (training cell-line index, -1 if
     unknown); the net's forward(batch) returns {"logit": (n,), "embedding": (n, d), ...}.
+
+    torch is imported where it is used, so that the model registry (read by the Snakefile at parse time, once per job
+    on a cluster) does not import it.
     """
 
     uses_gpu = True
@@ -46,9 +56,8 @@ class TorchModel(Model):
     optional = {"predict_batch": PREDICT_BATCH}
 
     def __init__(self, params: dict, seed: int, checkpoint: Path | None = None, device: str = "cpu"):
-        super().__init__(params, seed, checkpoint, device)
-        self.device = torch.device(device)
-        self.amp = self.device.type == "cuda"
+        super().__init__(params, seed, checkpoint, device)  # self.device: "cpu", "cuda:0", ... as torch takes it
+        self.amp = str(device).startswith("cuda")
 
     # ---- hooks
     def prepare(self, train: PairData) -> None:
@@ -84,6 +93,8 @@ class TorchModel(Model):
     def resume(self, opt: torch.optim.Optimizer, key: str) -> dict | None:
         if self.checkpoint is None or not Path(self.checkpoint).exists():
             return None
+        import torch
+
         saved = torch.load(self.checkpoint, weights_only=False, map_location=self.device)
         if saved.get("fingerprint") != key:
             log.info("checkpoint %s is from another configuration or data: starting afresh", self.checkpoint)
@@ -96,15 +107,21 @@ class TorchModel(Model):
     def save(self, opt: torch.optim.Optimizer, state: dict, key: str) -> None:
         if self.checkpoint is None:
             return
+        import torch
+
         tmp = Path(str(self.checkpoint) + ".tmp")
         torch.save({"net": self.net.state_dict(), "opt": opt.state_dict(), "state": state, "fingerprint": key}, tmp)
         tmp.replace(self.checkpoint)  # atomic: a kill mid-save leaves the previous epoch's checkpoint
 
     def autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        import torch
+
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.amp)
 
     def forward_chunks(self, tensors: dict, key: str) -> torch.Tensor:
         """net(tensors)[key] in eval mode, in chunks of `predict_batch` rows (bounded memory on large sets)."""
+        import torch
+
         self.net.eval()
         n, step = len(tensors["y"]), int(self.params.get("predict_batch", PREDICT_BATCH))
         with torch.no_grad(), self.autocast():
@@ -116,6 +133,8 @@ class TorchModel(Model):
 
     def fit(self, train: PairData, val: PairData) -> Model:
         train, val = self.inputs(train), self.inputs(val)
+        import torch
+
         p = self.params
         seed_everything(self.seed)
         self.environments(train)
@@ -164,6 +183,8 @@ class TorchModel(Model):
         """Restore what extra_state() saved (called with a fresh state too)."""
 
     def predict(self, data: PairData) -> np.ndarray:
+        import torch
+
         logit = self.forward_chunks(self.tensors(self.inputs(data)), "logit")
         return torch.sigmoid(logit).cpu().numpy().astype(np.float64)
 
