@@ -246,6 +246,21 @@ def test_tss_gtf_transcripts_and_strands(tmp_path):
         io.read_tss(write(path, path.read_text().replace("\t-\t", "\t.\t")))
 
 
+def test_tss_gtf_start_zero_is_refused(tmp_path):
+    """GTF/GFF is 1-based: a start of 0 (a 0-based coordinate written into a GTF) gave TSS base -1, which read_tss
+    clipped to 0 silently. Refused, naming the file and line."""
+    attrs = 'gene_id "G1"; gene_name "N1";'
+    path = write(
+        tmp_path / "genes.gtf",
+        f"chr1\tx\ttranscript\t101\t500\t.\t+\t.\t{attrs}\nchr1\tx\ttranscript\t0\t400\t.\t+\t.\t{attrs}\n",
+    )
+    with expect_error(path, 2, "start 0 in column 4", "expected a 1-based start >= 1"):
+        io.read_tss(path)
+    gff = write(tmp_path / "tss.gff", "chr1\tx\tCapSite\t0\t0\t.\t-\t.\tgene_id G2\n")
+    with expect_error(gff, 1, "start 0", "expected a 1-based start >= 1"):
+        io.read_tss(gff)
+
+
 def test_tss_bed_without_a_gene_name_is_refused(tmp_path):
     """A TSS BED whose name column is `.` (BED's "no name") or whose gene column is empty on a row would pool every
     unnamed TSS into one gene ('.' or ''), with one TSS and candidate pairs of its own: refused, naming the line."""

@@ -154,7 +154,8 @@ def _strands(values: pd.Series, path) -> pd.Series:
 
 def _tss_from_gff(table: pd.DataFrame, path) -> pd.DataFrame:
     """GTF/GFF (1-based inclusive): TSS = start - 1 on +, end - 1 on - (0-based). Uses `transcript` records
-    when present, else `gene` records, else every record (the GENCODE TSS gff has one CapSite per TSS)."""
+    when present, else `gene` records, else every record (the GENCODE TSS gff has one CapSite per TSS). A start
+    below 1 (a 0-based coordinate in a 1-based file) is an InputError naming its line."""
     features = table[2]
     for feature in ("transcript", "gene"):
         if (features == feature).any():
@@ -170,6 +171,9 @@ def _tss_from_gff(table: pd.DataFrame, path) -> pd.DataFrame:
     if line is not None:
         fail(path, line, "no gene_id / gene_name / ID attribute in column 9")
     start, end = as_int(table[3], path, "start"), as_int(table[4], path, "end")
+    line = first_bad(start < 1)  # a 0-based start written into a GTF: its TSS would be base -1
+    if line is not None:
+        fail(path, line, f"start {start[line]} in column 4 (GTF/GFF is 1-based; expected a 1-based start >= 1)")
     check_start_end(start, end, path)
     strand = _strands(table[6], path)
     tss = np.where(strand == "+", start - 1, end - 1)
