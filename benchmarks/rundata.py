@@ -97,7 +97,7 @@ def candidate_tss(workdir: Path, config: dict, chrom_sizes: dict) -> tuple[pd.Da
     tss = pd.read_csv(workdir / "results/reference/tss.tsv.gz", sep="\t", dtype={"chrom": str, "gene": str})
     annotated = read_tss(
         workdir / opts["annotation"],
-        known_chroms=set(chrom_sizes),
+        known_chroms=chrom_sizes,
         chrom_map=config["reference"].get("chrom_map"),
         gene_column=opts["gene_column"],
     )

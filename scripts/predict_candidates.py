@@ -15,11 +15,11 @@ from epiflow.io_text import read_gene_list  # noqa: E402
 sm = snakemake  # noqa: F821
 opts = sm.params.candidates
 sizes = read_chrom_sizes(sm.input.chrom_sizes)
-known, chrom_map = set(sizes), sm.params.chrom_map
+chrom_map = sm.params.chrom_map
 tss = pd.read_csv(sm.input.tss, sep="\t", dtype={"chrom": str, "gene": str})
 genes_source = sm.input.annotation or sm.input.tss
 if sm.input.annotation:
-    annotated = read_tss(sm.input.annotation, known_chroms=known, chrom_map=chrom_map, gene_column=opts["gene_column"])
+    annotated = read_tss(sm.input.annotation, known_chroms=sizes, chrom_map=chrom_map, gene_column=opts["gene_column"])
     tss = pd.concat([tss, annotated], ignore_index=True)  # every known TSS marks a promoter
 else:
     annotated = tss

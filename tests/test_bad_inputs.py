@@ -364,6 +364,22 @@ def test_genome_build_mismatch(demo):
     assert_nothing_complete(demo, "results/pairs/lineA.tsv.gz")
 
 
+def test_annotation_tss_past_the_chromosome_end(demo):
+    """An annotation of another build: a TSS past the (3 Mb) demo chr1 stops reference_tss, naming file and line."""
+    annotation = demo / "resources/demo/annotation.gtf.gz"
+    with gzip.open(annotation, "rt") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    lines.append('chr1\tsim\ttranscript\t3500001\t3501000\t.\t+\t.\tgene_id "GPAST"; gene_name "GPAST";\n')
+    with gzip.open(annotation, "wt") as handle:
+        handle.writelines(lines)
+    text = failed_run(demo, TARGET)
+    message(
+        text,
+        rf"annotation\.gtf\.gz line {len(lines)}: 1-based TSS 3500001 beyond chr1 length 3000000 \(expected .*build",
+    )
+    assert_nothing_complete(demo, "results/reference/tss.tsv.gz", "results/pairs/lineA.tsv.gz")
+
+
 def test_empty_pairs_file(demo):
     (demo / SHEETS / "lineA.bengi.tsv").write_text("")
     text = failed_run(demo, TARGET, "--config", pairs_sheet_with(demo, "lineA.bengi.tsv", "bengi"))

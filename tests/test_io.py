@@ -261,6 +261,26 @@ def test_tss_gtf_start_zero_is_refused(tmp_path):
         io.read_tss(gff)
 
 
+def test_tss_past_the_chromosome_end_is_refused(tmp_path):
+    """With chrom sizes, an annotation TSS past its chromosome's length (an annotation of another genome build) is
+    an InputError naming the file, line, chromosome and its length; the last base of a chromosome is kept."""
+    attrs = 'gene_id "G{0}";'
+    gtf = write(
+        tmp_path / "genes.gtf",
+        f"chr1\tx\ttranscript\t9001\t10000\t.\t-\t.\t{attrs.format(1)}\n"
+        f"chr2\tx\ttranscript\t5001\t5400\t.\t+\t.\t{attrs.format(2)}\n",
+    )
+    with expect_error(gtf, 2, "1-based TSS 5001 beyond chr2 length 5000", "expected coordinates of the configured"):
+        io.read_tss(gtf, known_chroms=SIZES)
+    assert len(io.read_tss(gtf)) == 2  # chromosome names alone cannot tell
+    # BED (and `chrom_map: auto`): an interval's 5' base, a zero-length record's 1-based TSS; chr1's last base is kept
+    bed = write(tmp_path / "tss.bed", "chr2\t4999\t5000\tT1\t0\t+\tG1\n1\t10000\t10000\tT2\t0\t-\tG2\n")
+    assert io.read_tss(bed, known_chroms=SIZES, chrom_map="auto").tss.tolist() == [4999, 9999]
+    write(bed, bed.read_text().replace("\t10000\t10000\t", "\t10001\t10001\t"))
+    with expect_error(bed, 2, "1-based TSS 10001 beyond chr1 length 10000"):
+        io.read_tss(bed, known_chroms=SIZES, chrom_map="auto")
+
+
 def test_tss_bed_without_a_gene_name_is_refused(tmp_path):
     """A TSS BED whose name column is `.` (BED's "no name") or whose gene column is empty on a row would pool every
     unnamed TSS into one gene ('.' or ''), with one TSS and candidate pairs of its own: refused, naming the line."""

@@ -215,7 +215,9 @@ def read_tss(
 ) -> pd.DataFrame:
     """Read transcription start sites from GTF, GFF (incl. the GENCODE TSS gff) or BED (fmt from the extension
     when None). Returns DataFrame[chrom, tss (0-based), strand, gene], duplicates removed, in file order.
-    BED: the gene is the 1-based `gene_column`, by default column 7 when present (GENCODEv19-TSSs.bed) else 4."""
+    BED: the gene is the 1-based `gene_column`, by default column 7 when present (GENCODEv19-TSSs.bed) else 4.
+    With chrom sizes for `known_chroms` (a mapping), a TSS past its chromosome's end is an InputError naming its
+    line, the chromosome and its length."""
     fmt = _tss_format(path, fmt)
     if fmt == "bed":
         frame = _tss_from_bed(read_table(path, min_cols=6), path, gene_column)
@@ -223,6 +225,9 @@ def read_tss(
         frame = _tss_from_gff(read_table(path, ncols=9), path)
     frame["chrom"] = harmonize_chroms(frame["chrom"], known_chroms, chrom_map, path)
     frame["tss"] = frame["tss"].clip(lower=0).astype(np.int64)
+    if isinstance(known_chroms, Mapping):  # chrom sizes: a TSS past its chromosome's end is of another genome build
+        tss, chrom = frame["tss"], frame["chrom"]
+        check_within_chroms(tss >= chrom.map(known_chroms), tss + 1, chrom, known_chroms, path, "1-based TSS")
     frame = frame.drop_duplicates(["chrom", "tss", "strand", "gene"])
     log.info("%s: %d TSSs of %d genes", path, len(frame), frame["gene"].nunique())
     return frame.reset_index(drop=True)
