@@ -352,6 +352,24 @@ def test_pairs_on_different_chromosomes(demo):
     assert_nothing_complete(demo, "results/pairs/lineA.tsv.gz")
 
 
+def test_targetfinder_pairs_of_another_cell_line(demo):
+    """A TargetFinder file of lineB given as lineA's pairs: its names' cell-line prefix gives it away."""
+    rows = [
+        "lineB|chr1:100000-100500,lineB|chr1:200000-202000,1",
+        "lineB|chr3:300000-300500,lineB|chr3:350000-352000,0",
+    ]
+    (demo / SHEETS / "lineA.targetfinder.csv").write_text(
+        "enhancer_name,promoter_name,label\n" + "\n".join(rows) + "\n"
+    )
+    text = failed_run(demo, TARGET, "--config", pairs_sheet_with(demo, "lineA.targetfinder.csv", "targetfinder"))
+    message(
+        text,
+        r"lineA\.targetfinder\.csv line 2: cell line 'lineB' in enhancer_name 'lineB\|chr1:100000-100500' \(expected "
+        r"'lineA', the sheet's cell line",
+    )
+    assert_nothing_complete(demo, "results/pairs/lineA.tsv.gz")
+
+
 def test_genome_build_mismatch(demo):
     """hg38-like coordinates past the end of the (3 Mb) demo chromosome."""
     rows = [bengi_row(1, "chr1", 100000, "chr1", 200000), bengi_row(0, "chr1", 3500000, "chr1", 3600000)]

@@ -178,6 +178,33 @@ def test_targetfinder_full_pairs_csv(tmp_path):
     assert pairs.loc[0, "gene"] == "chr1:5000-5400" and pairs.loc[0, "distance"] == 5200 - 150
 
 
+def test_targetfinder_file_of_another_cell_line_is_refused(tmp_path):
+    """TargetFinder names carry their cell line (`K562|chr1:...`): a file of another line than its sheet row's (here
+    K562's read as GM12878) was read as that row's pairs. Refused at the first name of another line, enhancer or
+    promoter, saying what it found and what the sheet says; names without a prefix are not checked."""
+    path = write(
+        tmp_path / "tf.csv",
+        "enhancer_name,promoter_name,label\nK562|chr1:100-200,K562|chr1:5000-5400,1\n"
+        "chr1:300-400,chr1:6000-6400,0\nK562|chr1:500-600,K562|chr1:7000-7400,0\n",
+    )
+    assert len(io.read_pairs(path, "targetfinder", "K562")) == 3
+    with expect_error(path, 2, "cell line 'K562' in enhancer_name 'K562|chr1:100-200' (expected 'GM12878', the sheet"):
+        io.read_pairs(path, "targetfinder", "GM12878")
+    write(path, path.read_text().replace("1\nchr1:300-400,chr1:6000-6400", "1\nchr1:300-400,HeLa-S3|chr1:6000-6400"))
+    with expect_error(
+        path, 3, "cell line 'HeLa-S3' in promoter_name", "expected 'K562'", "cell lines in the file: 'HeLa-S3'"
+    ):
+        io.read_pairs(path, "targetfinder", "K562")
+    # the full pairs.csv (coordinate columns) carries the same names
+    full = write(
+        tmp_path / "pairs.csv",
+        "enhancer_chrom,enhancer_start,enhancer_end,enhancer_name,promoter_chrom,promoter_start,promoter_end,"
+        "promoter_name,label\nchr1,100,200,IMR90|chr1:100-200,chr1,5000,5400,IMR90|chr1:5000-5400,1\n",
+    )
+    with expect_error(full, 2, "cell line 'IMR90' in enhancer_name", "expected 'HUVEC'"):
+        io.read_pairs(full, "targetfinder", "HUVEC")
+
+
 @needs_data
 def test_hiccups_and_arrowhead_slices(tmp_path):
     loops_src = DATA / "hic/GSE63525_IMR90_HiCCUPS_looplist.txt.gz"

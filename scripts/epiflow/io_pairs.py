@@ -63,6 +63,7 @@ TARGETFINDER_FULL = [
 ]
 # `K562|chr1:6454864-6455189` (the cell-line prefix is optional)
 _REGION_NAME = r"^(?:[^|]*\|)?([^|:]+):(\d+)-(\d+)$"
+_SIDES = ("enhancer", "promoter")
 
 
 def _same_chrom(chrom_e: pd.Series, chrom_p: pd.Series, path) -> pd.Series:
@@ -118,7 +119,7 @@ def _bengi(path, known_chroms, chrom_map) -> pd.DataFrame:
 def _split_names(table: pd.DataFrame, path) -> pd.DataFrame:
     """Expand TargetFinder `enhancer_name`/`promoter_name` (`CELL|chr:start-end`) into coordinate columns."""
     out = {}
-    for side in ("enhancer", "promoter"):
+    for side in _SIDES:
         names = table[f"{side}_name"].str.strip()
         parts = names.str.extract(_REGION_NAME)
         line = first_bad(parts[0].isna())
@@ -138,9 +139,28 @@ def _split_names(table: pd.DataFrame, path) -> pd.DataFrame:
     return pd.DataFrame(out, index=table.index)
 
 
-def _targetfinder(path, known_chroms, chrom_map) -> pd.DataFrame:
+def _check_name_cell_line(table: pd.DataFrame, cell_line: str, path) -> None:
+    """The cell-line prefix of TargetFinder's `enhancer_name` / `promoter_name` (`K562|chr1:...`; a name without
+    one is not checked) must be `cell_line`, the sheet row's: the first name of another line is an InputError (a
+    file of another cell line would be trained or scored under this line's name and tracks)."""
+    prefixes = {side: table[f"{side}_name"].str.extract(r"^\s*([^|]*)\|", expand=False).str.strip() for side in _SIDES}
+    other = pd.DataFrame({side: prefix.notna() & (prefix != cell_line) for side, prefix in prefixes.items()})
+    line = first_bad(other.any(axis=1))
+    if line is not None:
+        side = next(side for side in _SIDES if other[side][line])
+        found = sorted(set(pd.concat(prefixes.values()).dropna()) - {cell_line})
+        fail(
+            path,
+            line,
+            f"cell line {prefixes[side][line]!r} in {side}_name {table[f'{side}_name'][line].strip()!r} (expected "
+            f"{cell_line!r}, the sheet's cell line; cell lines in the file: {', '.join(map(repr, found[:5]))})",
+        )
+
+
+def _targetfinder(path, cell_line, known_chroms, chrom_map) -> pd.DataFrame:
     """TargetFinder `enhancer_name,promoter_name,label` or its full pairs.csv; TSS = promoter midpoint, gene =
-    the promoter name without its cell-line prefix (so one promoter is one gene across cell lines)."""
+    the promoter name without its cell-line prefix (so one promoter is one gene across cell lines). A name's
+    cell-line prefix other than `cell_line` is an InputError naming its line."""
     table = read_table(path, sep=",", header=True)
     has_names = {"enhancer_name", "promoter_name"} <= set(table.columns)
     if not set(TARGETFINDER_FULL + ["promoter_end", "label"]) <= set(table.columns):
@@ -150,6 +170,8 @@ def _targetfinder(path, known_chroms, chrom_map) -> pd.DataFrame:
                 f"label or {','.join(TARGETFINDER_FULL)},promoter_end,label; found {','.join(table.columns)}"
             )
         table = table.join(_split_names(table, path))
+    if has_names:
+        _check_name_cell_line(table, cell_line, path)
     ends = ("enhancer_start", "enhancer_end")
     chrom, e_start, e_end = _region(table, "enhancer_chrom", *ends, path, known_chroms, chrom_map, "enhancer")
     ends = ("promoter_start", "promoter_end")
@@ -293,7 +315,7 @@ def read_pairs(
     if fmt == "bengi":
         frame = _bengi(path, known_chroms, chrom_map)
     elif fmt == "targetfinder":
-        frame = _targetfinder(path, known_chroms, chrom_map)
+        frame = _targetfinder(path, cell_line, known_chroms, chrom_map)
     elif fmt == "pairs":
         frame = _epiflow_pairs(path, cell_line, known_chroms, chrom_map)
     elif fmt == "crispr":
