@@ -61,8 +61,9 @@ TARGETFINDER_FULL = [
     "promoter_chrom",
     "promoter_start",
 ]
-# `K562|chr1:6454864-6455189` (the cell-line prefix is optional)
-_REGION_NAME = r"^(?:[^|]*\|)?([^|:]+):(\d+)-(\d+)$"
+# `K562|chr1:6454864-6455189`: the cell-line prefix `K562|` is optional
+_CELL_PREFIX = r"[^|]*"
+_REGION_NAME = rf"^(?:{_CELL_PREFIX}\|)?([^|:]+):(\d+)-(\d+)$"
 _SIDES = ("enhancer", "promoter")
 
 
@@ -143,7 +144,8 @@ def _check_name_cell_line(table: pd.DataFrame, cell_line: str, path) -> None:
     """The cell-line prefix of TargetFinder's `enhancer_name` / `promoter_name` (`K562|chr1:...`; a name without
     one is not checked) must be `cell_line`, the sheet row's: the first name of another line is an InputError (a
     file of another cell line would be trained or scored under this line's name and tracks)."""
-    prefixes = {side: table[f"{side}_name"].str.extract(r"^\s*([^|]*)\|", expand=False).str.strip() for side in _SIDES}
+    pattern = rf"^\s*({_CELL_PREFIX})\|"
+    prefixes = {side: table[f"{side}_name"].str.extract(pattern, expand=False).str.strip() for side in _SIDES}
     other = pd.DataFrame({side: prefix.notna() & (prefix != cell_line) for side, prefix in prefixes.items()})
     line = first_bad(other.any(axis=1))
     if line is not None:
@@ -177,7 +179,7 @@ def _targetfinder(path, cell_line, known_chroms, chrom_map) -> pd.DataFrame:
     ends = ("promoter_start", "promoter_end")
     p_chrom, p_start, p_end = _region(table, "promoter_chrom", *ends, path, known_chroms, chrom_map, "promoter")
     if has_names:
-        gene = table["promoter_name"].str.strip().str.replace(r"^[^|]*\|", "", regex=True)
+        gene = table["promoter_name"].str.strip().str.replace(rf"^{_CELL_PREFIX}\|", "", regex=True)
     else:
         gene = p_chrom + ":" + p_start.astype(str) + "-" + p_end.astype(str)
     return pd.DataFrame(
